@@ -1,0 +1,101 @@
+// swift-tools-version: 6.1
+//
+// lnrr: a record-and-replay debugging proxy for the Lightning Network peer protocol (BOLT 8).
+//
+// Layers, with dependencies pointing one way (top depends on bottom):
+//
+//   lnrr (CLI)
+//   LNReplay ─┐
+//   LNProxy ──┼─> LNTransportNIO ─> LNTransport ─> CSecp256k1, CSodium
+//             ├─> LNRules ─> LNWire
+//             └─> LNRecording
+//
+// LNTransport, LNWire, LNRecording and LNRules do no I/O and do not import NIO.
+import PackageDescription
+
+/// Targets that only move bytes through NIO channels keep Swift 5 mode: their state is confined to
+/// one event loop, which NIO enforces at run time, and Swift 6's checker cannot see that.
+let nioGlue: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "lnrr",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lnrr", targets: ["lnrr"]),
+        .library(name: "LNTransport", targets: ["LNTransport"]),
+        .library(name: "LNWire", targets: ["LNWire"]),
+        .library(name: "LNRecording", targets: ["LNRecording"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config. `providers` makes SwiftPM name the Debian
+        // package to install when pkg-config cannot find one.
+        .systemLibrary(
+            name: "CSecp256k1",
+            pkgConfig: "libsecp256k1",
+            providers: [.apt(["libsecp256k1-dev", "pkg-config"])]
+        ),
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev", "pkg-config"])]
+        ),
+
+        // BOLT 8 handshake, cipher states and framing as I/O-free state machines; node keys.
+        .target(name: "LNTransport", dependencies: ["CSecp256k1", "CSodium"]),
+        // Lightning messages: the catalogue generated from the BOLT CSVs, codec, phase tracking.
+        .target(name: "LNWire"),
+        // pcapng recordings: crash-safe writer and a reader that survives truncation.
+        .target(name: "LNRecording"),
+        // Rule files (YAML), matching and actions.
+        .target(name: "LNRules", dependencies: ["LNWire", .product(name: "Yams", package: "Yams")]),
+        // NIO glue: runs the BOLT 8 state machine on a channel; yields whole messages.
+        .target(
+            name: "LNTransportNIO",
+            dependencies: ["LNTransport", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: nioGlue
+        ),
+        // The man-in-the-middle proxy and the embedded test peer.
+        .target(
+            name: "LNProxy",
+            dependencies: [
+                "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: nioGlue
+        ),
+        // Replaying one side of a recording against a live node.
+        .target(
+            name: "LNReplay",
+            dependencies: [
+                "LNProxy", "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: nioGlue
+        ),
+        .executableTarget(
+            name: "lnrr",
+            dependencies: [
+                "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNProxy", "LNReplay",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: nioGlue
+        ),
+
+        .testTarget(name: "LNTransportTests", dependencies: ["LNTransport"]),
+        .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
+        .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
+    ]
+)
