@@ -1,7 +1,7 @@
 import ArgumentParser
+import Foundation
 
 /// The `lnrr` command: every subcommand registers here.
-@main
 struct LNRR: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lnrr",
@@ -12,7 +12,11 @@ struct LNRR: AsyncParsableCommand {
             decrypted message, lets rules drop, delay, inject or rewrite messages, and replays \
             recordings against a live node.
 
-            Start with `lnrr demo`, then see `lnrr help record`.
+            Start with `lnrr demo`, then `lnrr help record`.
+
+            Exit codes: 0 success; 1 the operation ran and failed (a replay diverged, a peer failed \
+            the connection, a decode found an error); 2 bad usage, bad input files or connection \
+            errors.
             """,
         version: LNRRVersion.string,
         subcommands: [
@@ -21,6 +25,33 @@ struct LNRR: AsyncParsableCommand {
     )
 }
 
+/// lnrr's version, written into every recording.
 enum LNRRVersion {
     static let string = "0.1.0"
+}
+
+/// Entry point. ArgumentParser's own exit code for bad usage is 64; lnrr promises 2 (see `discussion`
+/// above), so usage errors are mapped here and every other error keeps the code its command chose.
+@main
+enum Main {
+    static func main() async {
+        do {
+            var command = try LNRR.parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as CLIError {
+            Terminal.standardError.write(error.message)
+            Foundation.exit(error.code.rawValue)
+        } catch {
+            let code = LNRR.exitCode(for: error)
+            if code == .validationFailure {
+                Terminal.standardError.write(LNRR.fullMessage(for: error))
+                Foundation.exit(ExitStatus.usage.rawValue)
+            }
+            LNRR.exit(withError: error)
+        }
+    }
 }

@@ -1,0 +1,40 @@
+import Foundation
+
+/// Output helpers: colour only when writing to a terminal and `NO_COLOR` is unset.
+enum Terminal {
+    struct Stream: Sendable {
+        let fd: Int32
+
+        /// Writes `text` followed by a newline, bypassing stdio buffering interleaving issues.
+        func write(_ text: String, newline: Bool = true) {
+            var line = text
+            if newline { line += "\n" }
+            var bytes = Array(line.utf8)[...]
+            while !bytes.isEmpty {
+                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                if n <= 0 {
+                    if n < 0 && errno == EINTR { continue }
+                    return
+                }
+                bytes = bytes.dropFirst(n)
+            }
+        }
+
+        var isTTY: Bool { isatty(fd) == 1 }
+    }
+
+    static let standardOutput = Stream(fd: STDOUT_FILENO)
+    static let standardError = Stream(fd: STDERR_FILENO)
+
+    /// Whether stdout gets ANSI colour.
+    static let colourOnStdout: Bool = standardOutput.isTTY && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+
+    enum Colour: String {
+        case dim = "2", red = "31", green = "32", yellow = "33", blue = "34", magenta = "35", cyan = "36"
+    }
+
+    /// `text` wrapped in an ANSI colour when stdout is a terminal, as is otherwise.
+    static func paint(_ text: String, _ colour: Colour) -> String {
+        colourOnStdout ? "\u{1B}[\(colour.rawValue)m\(text)\u{1B}[0m" : text
+    }
+}
