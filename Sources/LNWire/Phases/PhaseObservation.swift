@@ -1,4 +1,4 @@
-/// What ``PhaseTracker/observe(_:direction:)-(UnsafeRawBufferPointer,_)`` made of one message.
+/// What `PhaseTracker.observe(_:direction:)` made of one message.
 public struct PhaseObservation: Sendable, Hashable {
     /// The channel the message belongs to, under its final id when known (so `funding_created`,
     /// which carries the temporary id, is reported under the id it creates); `nil` for
@@ -18,6 +18,7 @@ public struct PhaseObservation: Sendable, Hashable {
     /// ``before`` tells who was in charge when it arrived.
     public var phase: ChannelPhase { after }
 
+    /// Makes an observation; the tracker is the usual source, this is for tests and replays.
     public init(channel: ChannelID?, before: ChannelPhase, after: ChannelPhase, changes: [PhaseChange]) {
         self.channel = channel
         self.before = before
@@ -31,7 +32,9 @@ public struct PhaseObservation: Sendable, Hashable {
 public struct PhaseChange: Sendable, Hashable, CustomStringConvertible {
     /// The channel (its final id if renamed by this change), or `nil` for the connection itself.
     public var channel: ChannelID?
+    /// The phase before the message (the connection's phase for a new channel).
     public var from: ChannelPhase
+    /// The phase after the message; equal to ``from`` for a change that only renames or adds.
     public var to: ChannelPhase
     /// The `temporary_channel_id` the channel was known by until this message; whatever was
     /// attributed to it before belongs to ``channel`` from now on.
@@ -40,6 +43,7 @@ public struct PhaseChange: Sendable, Hashable, CustomStringConvertible {
     /// phase.
     public var isNewChannel: Bool
 
+    /// Makes a change record; the tracker is the usual source, this is for tests and replays.
     public init(
         channel: ChannelID?, from: ChannelPhase, to: ChannelPhase, renamedFrom: ChannelID? = nil,
         isNewChannel: Bool = false

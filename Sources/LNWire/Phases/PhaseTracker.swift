@@ -40,6 +40,7 @@ public struct PhaseTracker: Sendable {
     /// not tracked.
     public static let maximumTrackedChannels = 256
 
+    /// A tracker for a new connection: in `init`, with no channels.
     public init() {}
 
     /// The state of the channel known by `id` (its final or its temporary id), if tracked.
@@ -68,8 +69,8 @@ public struct PhaseTracker: Sendable {
         }
     }
 
-    /// Observes one message given as bytes (type followed by payload); see
-    /// ``observe(_:direction:)-(UnsafeRawBufferPointer,_)``.
+    /// Observes one message given as bytes (type followed by payload), like the
+    /// `UnsafeRawBufferPointer` overload; contiguous collections such as `[UInt8]` are not copied.
     public mutating func observe(_ message: some Collection<UInt8>, direction: Direction) -> PhaseObservation {
         if let seen = message.withContiguousStorageIfAvailable({ observe(UnsafeRawBufferPointer($0), direction: direction) }) {
             return seen
