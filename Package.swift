@@ -49,7 +49,7 @@ let package = Package(
         // BOLT 8 handshake, cipher states and framing as I/O-free state machines; node keys.
         .target(name: "LNTransport", dependencies: ["CSecp256k1", "CSodium"]),
         // Lightning messages: the catalogue generated from the BOLT CSVs, codec, phase tracking.
-        .target(name: "LNWire"),
+        .target(name: "LNWire", dependencies: ["CSodium"]),
         // pcapng recordings: crash-safe writer and a reader that survives truncation.
         .target(name: "LNRecording"),
         // Rule files (YAML), matching and actions.
