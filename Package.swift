@@ -97,5 +97,14 @@ let package = Package(
         .testTarget(name: "LNTransportTests", dependencies: ["LNTransport"]),
         .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
         .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
+        .testTarget(
+            name: "LNTransportNIOTests",
+            dependencies: [
+                "LNTransport", "LNTransportNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: nioGlue
+        ),
     ]
 )
