@@ -67,6 +67,7 @@ let package = Package(
                 "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: nioGlue
@@ -87,6 +88,7 @@ let package = Package(
             dependencies: [
                 "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNProxy", "LNReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -21,6 +21,8 @@ struct LNRR: AsyncParsableCommand {
         version: LNRRVersion.string,
         subcommands: [
             // Subcommands register here, one line each.
+            KeysCommand.self,
+            PeerCommand.self,
         ]
     )
 }

@@ -1,0 +1,56 @@
+import LNWire
+
+/// One end of a proxied session: **a** dialed the proxy, **b** is the upstream the proxy dialed.
+public enum Side: String, Sendable, Hashable, Codable {
+    case a, b
+
+    /// The other end.
+    public var other: Side { self == .a ? .b : .a }
+
+    /// The direction of messages this side sends.
+    public var sending: Direction { self == .a ? .aToB : .bToA }
+}
+
+/// Why a session ended, as recorded in its `close` event.
+public struct CloseReason: Sendable, Equatable, CustomStringConvertible {
+    /// What kind of ending; the raw values are the `reason` strings in recordings.
+    public enum Kind: String, Sendable {
+        /// The side closed its connection (TCP EOF).
+        case eof
+        /// The BOLT 8 handshake failed (bad version, bad key, bad MAC in an act, wrong node id).
+        case handshakeFailure = "handshake-failure"
+        /// A frame failed authentication after the handshake.
+        case macFailure = "mac-failure"
+        /// The stream ended in the middle of a frame.
+        case truncated
+        /// The upstream could not be reached.
+        case upstreamUnreachable = "upstream-unreachable"
+        /// lnrr refused the session (e.g. `--require-transparent` without a's key).
+        case refused
+        /// A rule or a control command cut the connection.
+        case disconnected
+        /// lnrr is shutting down.
+        case shutdown
+        /// Any other I/O or protocol error.
+        case error
+    }
+
+    /// The side whose connection caused the end, when one did.
+    public var side: Side?
+    public var kind: Kind
+    /// Human-readable detail (error text).
+    public var detail: String
+
+    public init(side: Side?, kind: Kind, detail: String = "") {
+        self.side = side
+        self.kind = kind
+        self.detail = detail
+    }
+
+    public var description: String {
+        var text = kind.rawValue
+        if let side { text += " (\(side))" }
+        if !detail.isEmpty { text += ": \(detail)" }
+        return text
+    }
+}

@@ -1,0 +1,231 @@
+import ArgumentParser
+import Foundation
+import LNProxy
+import LNTransport
+import LNTransportNIO
+import LNWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// `lnrr peer`: the embedded test node.
+struct PeerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peer",
+        abstract: "Run a minimal Lightning node: BOLT 8, init, ping/pong, scripted messages.",
+        discussion: """
+            The peer sends `init` when the handshake completes, answers every `ping` with a `pong`, \
+            ignores unknown odd messages and fails the connection on unknown even ones (BOLT 1). \
+            After the remote's `init` it sends the --send / --send-file messages in order.
+
+            Every message in and out is printed as one JSON object per line on stdout:
+              {"dir":"in","type":18,"name":"ping","len":6,"hex":"0012..."}
+            The first line is {"event":"connected","node_id":...}; the last {"event":"end",...}.
+
+            With --listen it serves one connection and exits when that connection ends.
+
+            Exit status: 0 for a clean run (ended by --exit-after, --idle-timeout or the remote \
+            closing after init), 1 when the connection failed, 2 for usage or connection errors.
+
+            Examples:
+              lnrr peer --key bob.key --listen 127.0.0.1:9736
+              lnrr peer --key alice.key --connect 02ab...@127.0.0.1:9736 --send 8001cafe --exit-after 2
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("This node's key file.", valueName: "FILE"))
+    var key: String
+
+    @Option(name: .long, help: ArgumentHelp("Accept one connection on this address.", valueName: "HOST:PORT"))
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("Dial this node.", valueName: "NODEID@HOST:PORT"))
+    var connect: String?
+
+    @Option(name: .long, help: ArgumentHelp("A message to send after init: hex of the 2-byte type and payload. Repeatable.", valueName: "HEX"))
+    var send: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A file of messages to send after init, one hex message per line (# comments and blank lines ignored).", valueName: "FILE"))
+    var sendFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("The features bitfield of our init, as hex (default: none).", valueName: "HEX"))
+    var features: String = ""
+
+    @Flag(name: .long, help: "Echo every custom message (types 32768-65535) back to its sender.")
+    var echo = false
+
+    @Option(name: .long, help: ArgumentHelp("Exit after receiving N messages (the remote's init counts).", valueName: "N"))
+    var exitAfter: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Exit when nothing arrives for this many seconds.", valueName: "SECONDS"))
+    var idleTimeout: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Print at most this many bytes of each message as hex; longer ones get a \"sha256\" of the whole message instead of the full hex.", valueName: "BYTES"))
+    var hexLimit: Int?
+
+    @Flag(name: .long, help: "Accept a key file that group or others can read.")
+    var insecureKeys = false
+
+    func validate() throws {
+        if (listen == nil) == (connect == nil) {
+            throw ValidationError("give exactly one of --listen HOST:PORT or --connect NODEID@HOST:PORT")
+        }
+        if let exitAfter, exitAfter < 1 { throw ValidationError("--exit-after must be at least 1") }
+        if let idleTimeout, !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be a positive number of seconds") }
+        if let hexLimit, hexLimit < 0 { throw ValidationError("--hex-limit must be 0 or more") }
+    }
+
+    func run() async throws {
+        let secret: NodeSecret
+        do { secret = try KeyFile.read(path: key, allowInsecure: insecureKeys) } catch { throw CLIError("\(error)") }
+        let options = TestPeerOptions(
+            features: try parseHex(features, what: "--features"),
+            messagesToSend: try messages(),
+            echoCustom: echo,
+            exitAfter: exitAfter,
+            idleTimeout: idleTimeout.map { .nanoseconds(Int64($0 * 1e9)) }
+        )
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await run(secret: secret, options: options, group: group)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    private func run(secret: NodeSecret, options: TestPeerOptions, group: EventLoopGroup) async throws {
+        // Parse everything before any promise exists, so an early error leaves nothing dangling.
+        var dial: PeerAddress?
+        var bindTo: HostPort?
+        if let connect {
+            do { dial = try PeerAddress(parsing: connect) } catch { throw CLIError("--connect: \(error)") }
+        }
+        if let listen {
+            do { bindTo = try HostPort(parsing: listen) } catch { throw CLIError("--listen: \(error)") }
+        }
+        let printer = PeerPrinter(hexLimit: hexLimit)
+        let outcome = group.next().makePromise(of: String?.self)
+        let connections = NIOLockedValueBox(0)
+
+        func pipeline(_ channel: Channel, role: BOLT8Handler.Role) -> EventLoopFuture<Void> {
+            // The peer serves exactly one connection; later ones are turned away.
+            guard connections.withLockedValue({ $0 += 1; return $0 }) == 1 else {
+                return channel.close()
+            }
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers([
+                    BOLT8Handler(role: role, localSecret: secret),
+                    TestPeerHandler(options: options) { event in
+                        printer.print(event)
+                        if case .ended(let failure) = event { outcome.succeed(failure) }
+                    },
+                ])
+            }
+        }
+
+        if let address = dial {
+            do {
+                _ = try await ClientBootstrap(group: group)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connectTimeout(.seconds(10))
+                    .channelInitializer { pipeline($0, role: .initiator(remote: address.nodeID)) }
+                    .connect(host: address.host, port: address.port)
+                    .get()
+            } catch {
+                outcome.succeed(nil)
+                throw CLIError("cannot connect to \(address.hostPort): \(error)")
+            }
+        } else if let address = bindTo {
+            let server: Channel
+            do {
+                server = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { pipeline($0, role: .responder) }
+                    .bind(host: address.host, port: address.port)
+                    .get()
+            } catch {
+                outcome.succeed(nil)
+                throw CLIError("cannot listen on \(address): \(error)")
+            }
+            printer.listening(on: server.localAddress, nodeID: secret.nodeID)
+            let failure = try await outcome.futureResult.get()
+            try? await server.close()
+            if let failure { throw CLIError("peer: \(failure)", code: .failure) }
+            return
+        }
+        if let failure = try await outcome.futureResult.get() {
+            throw CLIError("peer: \(failure)", code: .failure)
+        }
+    }
+
+    private func messages() throws -> [[UInt8]] {
+        var result = try send.map { try parseHex($0, what: "--send", minimum: 2) }
+        if let sendFile {
+            let text: String
+            do { text = try String(contentsOfFile: sendFile, encoding: .utf8) } catch {
+                throw CLIError("cannot read --send-file \(sendFile): \(error.localizedDescription)")
+            }
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                result.append(try parseHex(trimmed, what: "\(sendFile):\(number + 1)", minimum: 2))
+            }
+        }
+        for message in result where message.count > 65535 {
+            throw CLIError("a message of \(message.count) bytes is longer than BOLT 8's 65535")
+        }
+        return result
+    }
+
+    private func parseHex(_ text: String, what: String, minimum: Int = 0) throws -> [UInt8] {
+        guard let bytes = Hex.decode(text) else { throw CLIError("\(what): '\(text.prefix(40))' is not hex") }
+        guard bytes.count >= minimum else {
+            throw CLIError("\(what): a message needs at least its 2-byte type")
+        }
+        return bytes
+    }
+}
+
+/// Prints test-peer events as JSON lines. Called on one event loop.
+final class PeerPrinter: @unchecked Sendable {
+    let hexLimit: Int?
+
+    init(hexLimit: Int?) { self.hexLimit = hexLimit }
+
+    func listening(on address: SocketAddress?, nodeID: NodeID) {
+        Terminal.standardOutput.write(JSONLine.object([
+            "event": .string("listening"),
+            "address": .string(address.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"),
+            "node_id": .string(nodeID.hex),
+        ]))
+    }
+
+    func print(_ event: TestPeerEvent) {
+        switch event {
+        case .connected(let remote):
+            Terminal.standardOutput.write(JSONLine.object(["event": .string("connected"), "node_id": .string(remote.hex)]))
+        case .message(let incoming, let bytes):
+            let type = bytes.count >= 2 ? Int(bytes[0]) << 8 | Int(bytes[1]) : -1
+            var pairs: [(String, JSONLine.Value)] = [
+                ("dir", .string(incoming ? "in" : "out")),
+                ("type", .int(type)),
+                ("name", .string(type >= 0 ? WireNames.displayName(of: UInt16(type)) : "runt")),
+                ("len", .int(bytes.count)),
+            ]
+            if let hexLimit, bytes.count > hexLimit {
+                pairs.append(("hex", .string(Hex.encode(bytes.prefix(hexLimit)))))
+                pairs.append(("sha256", .string(Hex.encode(SHA256Digest.of(bytes)))))
+            } else {
+                pairs.append(("hex", .string(Hex.encode(bytes))))
+            }
+            Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
+        case .ended(let failure):
+            var pairs: [(String, JSONLine.Value)] = [("event", .string("end")), ("ok", .bool(failure == nil))]
+            if let failure { pairs.append(("error", .string(failure))) }
+            Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
+        }
+    }
+}
