@@ -51,7 +51,7 @@ let package = Package(
         // Lightning messages: the catalogue generated from the BOLT CSVs, codec, phase tracking.
         .target(name: "LNWire", dependencies: ["CSodium"]),
         // pcapng recordings: crash-safe writer and a reader that survives truncation.
-        .target(name: "LNRecording"),
+        .target(name: "LNRecording", dependencies: ["LNWire"]),
         // Rule files (YAML), matching and actions.
         .target(name: "LNRules", dependencies: ["LNWire", .product(name: "Yams", package: "Yams")]),
         // NIO glue: runs the BOLT 8 state machine on a channel; yields whole messages.

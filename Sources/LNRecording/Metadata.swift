@@ -1,0 +1,152 @@
+import Foundation
+import LNWire
+
+/// When a recording's bytes are handed to the operating system.
+public enum SyncMode: String, Sendable, Codable, CaseIterable {
+    /// Every record is written as soon as the writer thread gets it: a `kill -9` of lnrr loses nothing
+    /// that was relayed more than a moment before. The default.
+    case message
+    /// Records are written every few milliseconds or every 256 KiB.
+    case batch
+    /// Records are written when 4 MiB have accumulated and at the end.
+    case none
+}
+
+/// Who and what a recording is about: the JSON object in the section header's `lnrr:` comment.
+public struct SessionMetadata: Sendable, Codable, Equatable {
+    /// The format identifier; readers refuse major versions they do not know.
+    public var format: String = SessionMetadata.currentFormat
+    public var lnrrVersion: String
+    public var sessionID: Int
+    /// When a connected, as nanoseconds since the Unix epoch and as RFC 3339 (UTC).
+    public var startedNanos: UInt64
+    public var started: String
+    /// a's node id (66 hex), nil when a's handshake never completed.
+    public var nodeA: String?
+    public var nodeB: String
+    public var listen: String
+    public var upstream: String
+    /// Whether the proxy dialed b as a (b saw a's real node id).
+    public var transparent: Bool
+    public var syncMode: SyncMode
+    public var rulesFile: String?
+    public var rulesSHA256: String?
+
+    public static let currentFormat = "lnrr-pcapng/1"
+
+    public init(lnrrVersion: String, sessionID: Int, startedNanos: UInt64, nodeA: String?, nodeB: String,
+                listen: String, upstream: String, transparent: Bool, syncMode: SyncMode,
+                rulesFile: String? = nil, rulesSHA256: String? = nil) {
+        self.lnrrVersion = lnrrVersion
+        self.sessionID = sessionID
+        self.startedNanos = startedNanos
+        self.started = Self.rfc3339(nanos: startedNanos)
+        self.nodeA = nodeA
+        self.nodeB = nodeB
+        self.listen = listen
+        self.upstream = upstream
+        self.transparent = transparent
+        self.syncMode = syncMode
+        self.rulesFile = rulesFile
+        self.rulesSHA256 = rulesSHA256
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, lnrrVersion = "lnrr_version", sessionID = "session_id", startedNanos = "started_ns", started
+        case nodeA = "node_a", nodeB = "node_b", listen, upstream, transparent, syncMode = "sync"
+        case rulesFile = "rules_file", rulesSHA256 = "rules_sha256"
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+    public static func rfc3339(nanos: UInt64) -> String {
+        var t = time_t(nanos / 1_000_000_000)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec, Int(nanos % 1_000_000_000))
+    }
+
+    /// The file name for this session: sorts by start time, shows both node ids' first 8 hex digits.
+    public var fileName: String {
+        var t = time_t(startedNanos / 1_000_000_000)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        let stamp = String(format: "%04d%02d%02dT%02d%02d%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                           parts.tm_hour, parts.tm_min, parts.tm_sec)
+        let a = nodeA.map { String($0.prefix(8)) } ?? "unknown"
+        return "\(stamp)_\(a)_\(nodeB.prefix(8))_\(String(format: "%04d", sessionID)).pcapng"
+    }
+}
+
+/// A value in a recorded event.
+public enum RecordingEventValue: Sendable, Equatable, Codable {
+    case string(String)
+    case int(Int)
+    case bool(Bool)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let b = try? container.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? container.decode(Int.self) { self = .int(i) }
+        else { self = .string(try container.decode(String.self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try container.encode(s)
+        case .int(let i): try container.encode(i)
+        case .bool(let b): try container.encode(b)
+        }
+    }
+}
+
+/// A session event (handshake done, close with its reason, back-pressure, ...): a packet on the
+/// events interface whose data is one JSON object `{"event": NAME, ...fields}`.
+public struct RecordingEvent: Sendable, Equatable {
+    public var name: String
+    public var fields: [String: RecordingEventValue]
+
+    public init(name: String, fields: [String: RecordingEventValue] = [:]) {
+        self.name = name
+        self.fields = fields
+    }
+
+    /// Compact JSON with `event` first and the other keys sorted, so files are deterministic.
+    public var json: String {
+        var out = "{\"event\":" + jsonString(name)
+        for key in fields.keys.sorted() {
+            out += "," + jsonString(key) + ":"
+            switch fields[key]! {
+            case .string(let s): out += jsonString(s)
+            case .int(let i): out += String(i)
+            case .bool(let b): out += b ? "true" : "false"
+            }
+        }
+        return out + "}"
+    }
+
+    /// Parses an event packet's data.
+    public init?(json data: some Collection<UInt8>) {
+        guard var object = try? JSONDecoder().decode([String: RecordingEventValue].self, from: Data(data)),
+              case .string(let name)? = object.removeValue(forKey: "event") else { return nil }
+        self.name = name
+        self.fields = object
+    }
+}
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
