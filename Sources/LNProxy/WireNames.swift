@@ -57,6 +57,15 @@ public enum WireNames {
 
     public static func name(of type: UInt16) -> String? { known[type] }
 
+    /// The type of a BOLT name (`ping`, `WIRE_PING`, any case).
+    public static func type(named name: String) -> UInt16? {
+        var key = name.lowercased()
+        if key.hasPrefix("wire_") { key.removeFirst(5) }
+        return byName[key]
+    }
+
+    static let byName: [String: UInt16] = Dictionary(known.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
+
     /// The BOLT name, `custom` for 32768-65535, else `unknown-odd` / `unknown-even`.
     public static func displayName(of type: UInt16) -> String {
         if let name = known[type] { return name }

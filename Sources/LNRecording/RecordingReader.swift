@@ -99,6 +99,14 @@ public struct RecordingReader {
         return (reader, entries)
     }
 
+    /// Forgets what was read, so the next `readNew` starts at the beginning of the file.
+    public mutating func rewind() {
+        offset = 0
+        messageIndex = 0
+        linkTypes = []
+        problems = []
+    }
+
     /// Reads records appended since the last call (for `--follow`); a block still being written is
     /// left for next time, not reported.
     public mutating func readNew(visit: (RecordingEntry) -> Void) throws {

@@ -21,8 +21,12 @@ struct LNRR: AsyncParsableCommand {
         version: LNRRVersion.string,
         subcommands: [
             // Subcommands register here, one line each.
-            KeysCommand.self,
+            DemoCommand.self,
+            RecordCommand.self,
+            ListCommand.self,
+            ShowCommand.self,
             PeerCommand.self,
+            KeysCommand.self,
         ]
     )
 }

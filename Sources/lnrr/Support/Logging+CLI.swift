@@ -8,8 +8,8 @@ struct LoggingOptions: ParsableArguments {
     var logLevel: String?
 
     /// Bootstraps swift-log once for the process.
-    func bootstrap() throws {
-        let raw = logLevel ?? ProcessInfoEnvironment.value("LNRR_LOG") ?? "info"
+    func bootstrap(defaultLevel: String = "info") throws {
+        let raw = logLevel ?? ProcessInfoEnvironment.value("LNRR_LOG") ?? defaultLevel
         guard let level = Logger.Level(rawValue: raw.lowercased()) else {
             throw CLIError("unknown log level '\(raw)': use trace, debug, info, notice, warning, error or critical")
         }

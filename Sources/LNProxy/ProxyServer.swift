@@ -1,0 +1,214 @@
+import Logging
+import LNRecording
+import LNTransport
+import LNTransportNIO
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// One listening address and the node it fronts.
+public struct ProxyRoute: Sendable, CustomStringConvertible {
+    public var listen: HostPort
+    public var upstream: PeerAddress
+
+    public init(listen: HostPort, upstream: PeerAddress) {
+        self.listen = listen
+        self.upstream = upstream
+    }
+
+    public var description: String { "\(listen)=\(upstream)" }
+}
+
+/// Everything `lnrr record` is told.
+public struct ProxyConfiguration: Sendable {
+    public var routes: [ProxyRoute]
+    /// Where recordings go; `nil` relays without recording (used by benchmarks).
+    public var recordingDirectory: String?
+    public var syncMode: SyncMode
+    /// Refuse sessions whose dialer's key is not in the keyring instead of going non-transparent.
+    public var requireTransparent: Bool
+    public var connectTimeout: TimeAmount
+    public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
+    public var lnrrVersion: String
+
+    public init(routes: [ProxyRoute], recordingDirectory: String?, syncMode: SyncMode = .message,
+                requireTransparent: Bool = false, connectTimeout: TimeAmount = .seconds(10),
+                lnrrVersion: String) {
+        self.routes = routes
+        self.recordingDirectory = recordingDirectory
+        self.syncMode = syncMode
+        self.requireTransparent = requireTransparent
+        self.connectTimeout = connectTimeout
+        self.writeBufferWaterMark = .init(low: 64 * 1024, high: 256 * 1024)
+        self.lnrrVersion = lnrrVersion
+    }
+}
+
+/// Services every session shares.
+final class ProxyContext: Sendable {
+    let configuration: ProxyConfiguration
+    let keyring: Keyring
+    /// The identity used to dial upstream when the dialer's key is not held (non-transparent).
+    let proxyIdentity: NodeSecret
+    let registry: SessionRegistry
+    let logger: Logger
+
+    init(configuration: ProxyConfiguration, keyring: Keyring, proxyIdentity: NodeSecret, logger: Logger) {
+        self.configuration = configuration
+        self.keyring = keyring
+        self.proxyIdentity = proxyIdentity
+        self.registry = SessionRegistry()
+        self.logger = logger
+    }
+
+    func describePeer(_ handler: SideHandler?) -> String {
+        handler?.remoteAddressDescription ?? "unknown"
+    }
+}
+
+extension SocketAddress {
+    /// `HOST:PORT` (`[HOST]:PORT` for IPv6), without NIO's `[IPv4]` decoration.
+    var hostPortDescription: String {
+        guard let ip = ipAddress, let port else { return "\(self)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
+/// Live sessions, for `listsessions` and shutdown. Sessions run on many event loops, hence the lock.
+final class SessionRegistry: @unchecked Sendable {
+    private let state = NIOLockedValueBox<(next: Int, sessions: [Int: ProxySession])>((1, [:]))
+    private let emptied = NIOLockedValueBox<[EventLoopPromise<Void>]>([])
+
+    func nextID() -> Int {
+        state.withLockedValue { value in
+            defer { value.next += 1 }
+            return value.next
+        }
+    }
+
+    func add(_ session: ProxySession) {
+        state.withLockedValue { $0.sessions[session.id] = session }
+    }
+
+    /// Paths of recordings whose sessions have ended, in the order they ended.
+    private let finished = NIOLockedValueBox<[String]>([])
+
+    var finishedRecordings: [String] { finished.withLockedValue { $0 } }
+
+    func remove(_ session: ProxySession, recording: String? = nil) {
+        if let recording { finished.withLockedValue { $0.append(recording) } }
+        let isEmpty = state.withLockedValue { value -> Bool in
+            value.sessions[session.id] = nil
+            return value.sessions.isEmpty
+        }
+        if isEmpty {
+            let waiters = emptied.withLockedValue { waiters in
+                defer { waiters.removeAll() }
+                return waiters
+            }
+            waiters.forEach { $0.succeed(()) }
+        }
+    }
+
+    var all: [ProxySession] { state.withLockedValue { Array($0.sessions.values).sorted { $0.id < $1.id } } }
+
+    /// Completes once no session is left.
+    func whenEmpty(on loop: EventLoop) -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let isEmpty = state.withLockedValue { $0.sessions.isEmpty }
+        if isEmpty {
+            promise.succeed(())
+        } else {
+            emptied.withLockedValue { $0.append(promise) }
+            // A session may have ended between the check and the append.
+            if state.withLockedValue({ $0.sessions.isEmpty }) { promise.succeed(()) }
+        }
+        return promise.futureResult
+    }
+}
+
+/// The recording man-in-the-middle: listens on each route, and for each dialer opens a session.
+public final class ProxyServer: Sendable {
+    let context: ProxyContext
+    let group: EventLoopGroup
+    private let serverChannels = NIOLockedValueBox<[Channel]>([])
+
+    /// Checks that every fronted node's key is held; does not bind yet.
+    public init(configuration: ProxyConfiguration, keyring: Keyring, proxyIdentity: NodeSecret,
+                group: EventLoopGroup, logger: Logger) throws {
+        for route in configuration.routes where keyring.secret(for: route.upstream.nodeID) == nil {
+            throw KeyringError.missingKey(route.upstream.nodeID, keyring: keyring.source)
+        }
+        self.context = ProxyContext(configuration: configuration, keyring: keyring, proxyIdentity: proxyIdentity, logger: logger)
+        self.group = group
+    }
+
+    /// Binds every route. Returns the bound addresses (a port of 0 binds an ephemeral port).
+    @discardableResult
+    public func start() async throws -> [SocketAddress] {
+        var bound: [SocketAddress] = []
+        for route in context.configuration.routes {
+            let channel = try await bind(route)
+            serverChannels.withLockedValue { $0.append(channel) }
+            if let address = channel.localAddress { bound.append(address) }
+            context.logger.info("listening", metadata: ["listen": "\(channel.localAddress.map { "\($0)" } ?? route.listen.description)", "upstream": "\(route.upstream)"])
+        }
+        return bound
+    }
+
+    private func bind(_ route: ProxyRoute) async throws -> Channel {
+        guard let secret = context.keyring.secret(for: route.upstream.nodeID) else {
+            throw KeyringError.missingKey(route.upstream.nodeID, keyring: context.keyring.source)
+        }
+        let context = self.context
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: context.configuration.writeBufferWaterMark)
+            .childChannelInitializer { channel in
+                let session = ProxySession(id: context.registry.nextID(), route: route, eventLoop: channel.eventLoop, context: context)
+                context.registry.add(session)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        BOLT8Handler(role: .responder, localSecret: secret),
+                        SideHandler(side: .a, session: session),
+                    ])
+                }
+            }
+            .bind(host: route.listen.host, port: route.listen.port)
+            .get()
+    }
+
+    /// Recordings of sessions that have ended, oldest first.
+    public var finishedRecordings: [String] { context.registry.finishedRecordings }
+
+    /// Snapshots of every live session.
+    public func sessions() async -> [SessionSnapshot] {
+        var result: [SessionSnapshot] = []
+        for session in context.registry.all {
+            if let snapshot = try? await session.eventLoop.submit({ session.snapshot() }).get() {
+                result.append(snapshot)
+            }
+        }
+        return result
+    }
+
+    /// Stops listening, ends every session (recorded as `shutdown`) and waits until every recording
+    /// is closed.
+    public func shutdown() async {
+        let channels = serverChannels.withLockedValue { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for channel in channels {
+            try? await channel.close()
+        }
+        for session in context.registry.all {
+            session.eventLoop.execute {
+                session.end(CloseReason(side: nil, kind: .shutdown, detail: "lnrr is shutting down"))
+            }
+        }
+        try? await context.registry.whenEmpty(on: group.next()).get()
+    }
+}

@@ -1,0 +1,319 @@
+import Dispatch
+import Logging
+import LNRecording
+import LNTransport
+import LNTransportNIO
+import LNWire
+import NIOCore
+import NIOPosix
+
+/// One proxied connection: a's channel, the upstream channel to b, and the recording between them.
+///
+/// All state is confined to the event loop of a's channel; b's channel is created on the same loop,
+/// so relaying needs no locks and order per direction is the order of reads.
+public final class ProxySession {
+    /// Process-unique session number (also the last part of the recording's file name).
+    public let id: Int
+    let route: ProxyRoute
+    let eventLoop: EventLoop
+    let context: ProxyContext
+    let logger: Logger
+    /// When a connected, in nanoseconds since the epoch.
+    let startedNanos: UInt64
+
+    private var a: SideHandler?
+    private var b: SideHandler?
+    private(set) var aNode: NodeID?
+    private(set) var transparent = false
+    private var bReady = false
+    private var aInactive = false
+    private var bInactive = true  // until b's channel exists
+    private var closeReason: CloseReason?
+    private var finished = false
+
+    /// Messages a sent before the upstream was ready, delivered in order once it is.
+    private var heldForB = CircularBuffer<ByteBuffer>()
+    private var heldBytes = 0
+    /// Above this many held bytes, a is not read until the upstream is up.
+    private static let holdLimit = 256 * 1024
+
+    private var recorder: RecordingWriter?
+    /// True while the recording is behind: no side is read until it catches up.
+    private var recorderBlocked = false
+
+    private(set) var messagesAToB = 0
+    private(set) var messagesBToA = 0
+
+    init(id: Int, route: ProxyRoute, eventLoop: EventLoop, context: ProxyContext) {
+        self.id = id
+        self.route = route
+        self.eventLoop = eventLoop
+        self.context = context
+        self.startedNanos = wallClockNanos()
+        var logger = context.logger
+        logger[metadataKey: "session"] = "\(id)"
+        self.logger = logger
+    }
+
+    // MARK: Wiring
+
+    func attach(_ handler: SideHandler) {
+        switch handler.side {
+        case .a: a = handler
+        case .b: b = handler; bInactive = false
+        }
+    }
+
+    /// Whether `side`'s socket may be read now.
+    func mayRead(_ side: Side) -> Bool {
+        if recorderBlocked { return false }
+        switch side {
+        case .a:
+            guard bReady else { return heldBytes < Self.holdLimit }
+            return b?.isWritable ?? false
+        case .b:
+            return a?.isWritable ?? false
+        }
+    }
+
+    func becameWritable(side: Side) {
+        handler(side.other)?.resumeReadingIfAllowed()
+    }
+
+    private func handler(_ side: Side) -> SideHandler? { side == .a ? a : b }
+
+    // MARK: Handshakes
+
+    func handshakeCompleted(side: Side, remote: NodeID) {
+        switch side {
+        case .a: aHandshakeDone(aNode: remote)
+        case .b: bHandshakeDone()
+        }
+    }
+
+    private func aHandshakeDone(aNode: NodeID) {
+        self.aNode = aNode
+        let identity: NodeSecret
+        if let secret = context.keyring.secret(for: aNode) {
+            identity = secret
+            transparent = true
+        } else if context.configuration.requireTransparent {
+            openRecorder()
+            recordEvent(.init(name: "handshake", fields: ["side": .string("a"), "node_id": .string(aNode.hex)]))
+            end(CloseReason(side: .a, kind: .refused,
+                            detail: "no key for a (\(aNode.hex)) in the keyring and --require-transparent is set"))
+            return
+        } else {
+            identity = context.proxyIdentity
+            transparent = false
+        }
+        openRecorder()
+        recordEvent(.init(name: "handshake", fields: [
+            "side": .string("a"), "node_id": .string(aNode.hex), "transparent": .bool(transparent),
+        ]))
+        logger.info("a connected", metadata: ["a": "\(aNode.hex)", "transparent": "\(transparent)"])
+        dialUpstream(as: identity)
+    }
+
+    private func dialUpstream(as identity: NodeSecret) {
+        let upstream = route.upstream
+        let configuration = context.configuration
+        ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
+            .connectTimeout(configuration.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        BOLT8Handler(role: .initiator(remote: upstream.nodeID), localSecret: identity),
+                        SideHandler(side: .b, session: self),
+                    ])
+                }
+            }
+            .connect(host: upstream.host, port: upstream.port)
+            .whenFailure { [self] error in
+                self.end(CloseReason(side: .b, kind: .upstreamUnreachable,
+                                     detail: "\(upstream.host):\(upstream.port): \(error)"))
+            }
+    }
+
+    private func bHandshakeDone() {
+        bReady = true
+        recordEvent(.init(name: "handshake", fields: ["side": .string("b"), "node_id": .string(route.upstream.nodeID.hex)]))
+        guard closeReason == nil, let b else { return }
+        while let message = heldForB.popFirst() {
+            b.write(message)
+        }
+        heldBytes = 0
+        b.flush()
+        a?.resumeReadingIfAllowed()
+    }
+
+    // MARK: Relaying
+
+    func received(_ message: ByteBuffer, from side: Side) {
+        let direction = side.sending
+        let now = wallClockNanos()
+        if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
+        if let recorder {
+            message.withUnsafeReadableBytes { recorder.message($0, direction: direction, timestampNanos: now) }
+        }
+        guard closeReason == nil else { return }
+        switch side {
+        case .a:
+            if bReady, let b {
+                b.write(message)
+            } else {
+                heldBytes += message.readableBytes
+                heldForB.append(message)
+            }
+        case .b:
+            a?.write(message)
+        }
+    }
+
+    func readComplete(from side: Side) {
+        if side == .a && !bReady { return }
+        handler(side.other)?.flush()
+    }
+
+    // MARK: Endings
+
+    func failed(side: Side, error: Error) {
+        end(Self.reason(for: error, side: side))
+    }
+
+    func inactive(side: Side) {
+        switch side {
+        case .a: aInactive = true
+        case .b: bInactive = true
+        }
+        if closeReason == nil {
+            end(CloseReason(side: side, kind: .eof, detail: side == .a ? "a closed the connection" : "b closed the connection"))
+        }
+        finishIfDone()
+    }
+
+    /// Ends the session for `reason`: records it, closes both sides. Idempotent; the first reason wins.
+    func end(_ reason: CloseReason) {
+        guard closeReason == nil else { return }
+        closeReason = reason
+        if recorder == nil { openRecorder() }
+        var fields: [String: RecordingEventValue] = ["reason": .string(reason.kind.rawValue)]
+        if let side = reason.side { fields["by"] = .string(side.rawValue) }
+        if !reason.detail.isEmpty { fields["detail"] = .string(reason.detail) }
+        recordEvent(.init(name: "close", fields: fields))
+        if reason.kind == .eof || reason.kind == .shutdown {
+            logger.info("session ended: \(reason)")
+        } else {
+            logger.notice("session ended: \(reason)")
+        }
+        heldForB.removeAll()
+        a?.close()
+        b?.close()
+        finishIfDone()
+    }
+
+    private func finishIfDone() {
+        guard !finished, closeReason != nil, aInactive || a == nil, bInactive || b == nil else { return }
+        finished = true
+        guard let recorder else {
+            context.registry.remove(self)
+            return
+        }
+        // Closing drains the writer and fsyncs: never on the event loop.
+        let logger = self.logger
+        DispatchQueue.global().async { [self] in
+            do {
+                let count = try recorder.close()
+                logger.debug("recording closed", metadata: ["path": "\(recorder.path)", "messages": "\(count)"])
+            } catch {
+                logger.error("\(error)")
+            }
+            self.context.registry.remove(self, recording: recorder.path)
+        }
+    }
+
+    static func reason(for error: Error, side: Side) -> CloseReason {
+        if let error = error as? TransportError {
+            switch error.category {
+            case .handshake: return CloseReason(side: side, kind: .handshakeFailure, detail: "\(error)")
+            case .authentication: return CloseReason(side: side, kind: .macFailure, detail: "\(error)")
+            case .truncated: return CloseReason(side: side, kind: .truncated, detail: "\(error)")
+            case .usage: return CloseReason(side: side, kind: .error, detail: "\(error)")
+            }
+        }
+        return CloseReason(side: side, kind: .error, detail: "\(error)")
+    }
+
+    // MARK: Recording
+
+    private func openRecorder() {
+        guard recorder == nil, let directory = context.configuration.recordingDirectory else { return }
+        let metadata = SessionMetadata(
+            lnrrVersion: context.configuration.lnrrVersion,
+            sessionID: id,
+            startedNanos: startedNanos,
+            nodeA: aNode?.hex,
+            nodeB: route.upstream.nodeID.hex,
+            listen: route.listen.description,
+            upstream: route.upstream.description,
+            transparent: transparent,
+            syncMode: context.configuration.syncMode
+        )
+        do {
+            let loop = eventLoop
+            recorder = try RecordingWriter(
+                directory: directory, metadata: metadata, sync: context.configuration.syncMode,
+                onBackpressure: { [weak self] blocked in loop.execute { self?.recorderBackpressure(blocked) } },
+                onFailure: { [weak self] why in
+                    loop.execute { self?.end(CloseReason(side: nil, kind: .error, detail: "recording failed: \(why)")) }
+                })
+            recordEvent(.init(name: "session-start", fields: ["a_address": .string(context.describePeer(a))]), at: startedNanos)
+        } catch {
+            logger.error("cannot create a recording in \(directory): \(error); ending the session so nothing goes unrecorded")
+            recorder = nil
+            closeReason = closeReason ?? CloseReason(side: nil, kind: .error, detail: "recording could not be created: \(error)")
+            a?.close()
+            b?.close()
+        }
+    }
+
+    private func recorderBackpressure(_ blocked: Bool) {
+        guard blocked != recorderBlocked else { return }
+        recorderBlocked = blocked
+        recordEvent(.init(name: "backpressure", fields: ["on": .bool(blocked), "cause": .string("recording")]))
+        if !blocked {
+            a?.resumeReadingIfAllowed()
+            b?.resumeReadingIfAllowed()
+        }
+    }
+
+    private func recordEvent(_ event: RecordingEvent, at nanos: UInt64? = nil) {
+        recorder?.event(event, timestampNanos: nanos ?? wallClockNanos())
+    }
+
+    // MARK: Introspection
+
+    /// A snapshot for `listsessions` and logs; call on the session's event loop.
+    func snapshot() -> SessionSnapshot {
+        SessionSnapshot(id: id, nodeA: aNode, nodeB: route.upstream.nodeID, listen: route.listen.description,
+                        upstream: route.upstream.description, transparent: transparent,
+                        startedNanos: startedNanos, messagesAToB: messagesAToB, messagesBToA: messagesBToA,
+                        recording: recorder?.path)
+    }
+}
+
+/// What `listsessions` reports for one session.
+public struct SessionSnapshot: Sendable {
+    public var id: Int
+    public var nodeA: NodeID?
+    public var nodeB: NodeID
+    public var listen: String
+    public var upstream: String
+    public var transparent: Bool
+    public var startedNanos: UInt64
+    public var messagesAToB: Int
+    public var messagesBToA: Int
+    public var recording: String?
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import LNRecording
+import LNWire
+
+/// `lnrr list`: one line per recording in a folder.
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List recordings: when, who, how many messages each way, how long, how they ended.",
+        discussion: """
+            Columns: start time (UTC), short node ids of a and b, messages a->b and b->a, duration, \
+            how the session ended (the close event's reason, or `open` while it runs / if lnrr was \
+            killed), the last phase reached, and the file name.
+
+            Examples:
+              lnrr list
+              lnrr list recordings/ --json
+            """
+    )
+
+    @Argument(help: ArgumentHelp("Folder of recordings.", valueName: "DIR"))
+    var directory: String = "recordings"
+
+    @Flag(name: .long, help: "One JSON object per recording.")
+    var json = false
+
+    struct Summary {
+        var path: String
+        var metadata: SessionMetadata?
+        var aToB = 0
+        var bToA = 0
+        var firstNanos: UInt64?
+        var lastNanos: UInt64?
+        var ended = "open"
+        var endDetail: String?
+        var phase: ChannelPhase = .initializing
+        var problems: [RecordingProblem] = []
+    }
+
+    func run() async throws {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".pcapng") }.sorted()
+        } catch {
+            throw CLIError("cannot read \(directory): \(error.localizedDescription)")
+        }
+        var anyProblem = false
+        for name in names {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard let summary = try? Self.summarize(path) else {
+                Terminal.standardError.write("lnrr list: \(path) is not a readable lnrr recording")
+                anyProblem = true
+                continue
+            }
+            if !summary.problems.isEmpty { anyProblem = true }
+            print(summary, name: name)
+        }
+        if names.isEmpty && !json { Terminal.standardError.write("no recordings in \(directory)") }
+        if anyProblem { throw CLIError("", code: .failure) }
+    }
+
+    static func summarize(_ path: String) throws -> Summary {
+        let (reader, entries) = try RecordingReader.readAll(path: path)
+        var summary = Summary(path: path, metadata: reader.metadata, problems: reader.problems)
+        var tracker = PhaseTracker()
+        for entry in entries {
+            switch entry {
+            case .message(let m):
+                if m.direction == .aToB { summary.aToB += 1 } else { summary.bToA += 1 }
+                summary.firstNanos = summary.firstNanos ?? m.timestampNanos
+                summary.lastNanos = m.timestampNanos
+                _ = tracker.observe(m.bytes, direction: m.direction)
+            case .event(let e):
+                summary.firstNanos = summary.firstNanos ?? e.timestampNanos
+                summary.lastNanos = e.timestampNanos
+                if e.event.name == "close" {
+                    if case .string(let reason)? = e.event.fields["reason"] { summary.ended = reason }
+                    if case .string(let detail)? = e.event.fields["detail"] { summary.endDetail = detail }
+                }
+            }
+        }
+        summary.phase = tracker.channels.map(\.phase).max() ?? tracker.connectionPhase
+        if !reader.problems.isEmpty && summary.ended == "open" { summary.ended = "truncated" }
+        return summary
+    }
+
+    private func print(_ s: Summary, name: String) {
+        let start = s.metadata?.startedNanos ?? s.firstNanos ?? 0
+        let duration = Double((s.lastNanos ?? start) &- min(start, s.lastNanos ?? start)) / 1e9
+        let a = s.metadata?.nodeA.map { String($0.prefix(8)) } ?? "unknown"
+        let b = s.metadata.map { String($0.nodeB.prefix(8)) } ?? "unknown"
+        if json {
+            var pairs: [(String, JSONLine.Value)] = [
+                ("file", .string(s.path)),
+                ("started", .string(s.metadata?.started ?? SessionMetadata.rfc3339(nanos: start))),
+                ("node_a", s.metadata?.nodeA.map { .string($0) } ?? .null),
+                ("node_b", s.metadata.map { .string($0.nodeB) } ?? .null),
+                ("messages_a_to_b", .int(s.aToB)), ("messages_b_to_a", .int(s.bToA)),
+                ("duration_s", .double(duration)), ("ended", .string(s.ended)),
+                ("phase", .string(s.phase.rawValue)),
+            ]
+            if let detail = s.endDetail { pairs.append(("end_detail", .string(detail))) }
+            if let transparent = s.metadata?.transparent { pairs.append(("transparent", .bool(transparent))) }
+            if !s.problems.isEmpty { pairs.append(("problems", .array(s.problems.map { .string($0.description) }))) }
+            Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
+        } else {
+            let started = String((s.metadata?.started ?? SessionMetadata.rfc3339(nanos: start)).prefix(19)).replacingOccurrences(of: "T", with: " ")
+            let ended = s.ended == "eof" || s.ended == "shutdown" ? s.ended : Terminal.paint(s.ended, .red)
+            Terminal.standardOutput.write("\(started)  \(a) -> \(b)  \(String(s.aToB).leftPadded(7)) a->b \(String(s.bToA).leftPadded(7)) b->a  \(String(format: "%9.3fs", duration))  \(ended.rightPadded(20))  \(s.phase.rawValue.rightPadded(8))  \(name)")
+        }
+    }
+}

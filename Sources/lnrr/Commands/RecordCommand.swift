@@ -1,0 +1,181 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import LNProxy
+import LNRecording
+import LNTransport
+import Logging
+import NIOCore
+import NIOPosix
+
+/// `lnrr record`: the recording man-in-the-middle.
+struct RecordCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Stand between Lightning nodes and record every decrypted message.",
+        discussion: """
+            lnrr listens on --listen and answers each dialer (node a) as the node named in \
+            --upstream (node b), using b's secret from the keyring. After the handshake it knows a's \
+            node id; if a's secret is in the keyring too, it dials b as a, so b sees a's real node id \
+            (transparent). Otherwise it dials with the proxy's own key (--proxy-key) and marks the \
+            session non-transparent, or refuses it with --require-transparent.
+
+            Each connection is a session with its own pcapng recording under --out, created \
+            owner-only (recordings hold plaintext). Read them with `lnrr list`, `lnrr show` or \
+            tshark. SIGINT or SIGTERM ends every session cleanly and closes every file.
+
+            On start, one JSON line per listening address is printed on stdout:
+              {"event":"listening","address":"127.0.0.1:9735","upstream":"02ab...@127.0.0.1:9736"}
+
+            Examples:
+              lnrr record --listen 127.0.0.1:9735 --upstream 02ab...@127.0.0.1:9736 --keys keys/
+              lnrr record --keys keys/ --route 127.0.0.1:7001=02ab...@127.0.0.1:9736 \\
+                          --route 127.0.0.1:7002=03cd...@127.0.0.1:9737
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Where node a dials in.", valueName: "HOST:PORT"))
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("The node the proxy fronts (b).", valueName: "NODEID@HOST:PORT"))
+    var upstream: String?
+
+    @Option(name: .long, help: ArgumentHelp("Front several nodes from one process: LISTEN=NODEID@HOST:PORT. Repeatable.", valueName: "ROUTE"))
+    var route: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Keyring: a folder of *.key files (mode 0600) with the secrets of the nodes the proxy may speak as.", valueName: "DIR"))
+    var keys: String
+
+    @Option(name: .long, help: ArgumentHelp("Where recordings go.", valueName: "DIR"))
+    var out: String = "recordings"
+
+    @Flag(name: .long, help: "Relay without recording (for measuring the proxy itself).")
+    var noRecording = false
+
+    @Option(name: .long, help: ArgumentHelp("The proxy's own key for non-transparent sessions; created when absent.", valueName: "FILE"))
+    var proxyKey: String?
+
+    @Flag(name: .long, help: "Refuse sessions whose dialer's key is not in the keyring instead of dialing upstream as the proxy.")
+    var requireTransparent = false
+
+    @Option(name: .long, help: ArgumentHelp("When recordings reach the OS: message (every message, default: survives kill -9), batch (every few ms), none (when buffers fill; fsync at session end always).", valueName: "MODE"))
+    var sync: String = "message"
+
+    @Flag(name: .long, help: "Accept key files that group or others can read.")
+    var insecureKeys = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        if route.isEmpty && (listen == nil || upstream == nil) {
+            throw ValidationError("give --listen HOST:PORT and --upstream NODEID@HOST:PORT, or one or more --route LISTEN=NODEID@HOST:PORT")
+        }
+        if !route.isEmpty && (listen != nil || upstream != nil) {
+            throw ValidationError("use either --listen/--upstream or --route, not both")
+        }
+        guard SyncMode(rawValue: sync) != nil else {
+            throw ValidationError("--sync must be message, batch or none (got '\(sync)')")
+        }
+    }
+
+    func run() async throws {
+        try logging.bootstrap()
+        let logger = Logger(label: "lnrr.record")
+        let routes = try parseRoutes()
+        let keyring: Keyring
+        do { keyring = try Keyring(directory: keys, allowInsecure: insecureKeys) } catch { throw CLIError("\(error)") }
+        let identity = try loadProxyIdentity()
+        let configuration = ProxyConfiguration(
+            routes: routes,
+            recordingDirectory: noRecording ? nil : out,
+            syncMode: SyncMode(rawValue: sync) ?? .message,
+            requireTransparent: requireTransparent,
+            lnrrVersion: LNRRVersion.string
+        )
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server: ProxyServer
+        do {
+            server = try ProxyServer(configuration: configuration, keyring: keyring, proxyIdentity: identity, group: group, logger: logger)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let stop = SignalWaiter(signals: [SIGINT, SIGTERM])
+        let bound: [SocketAddress]
+        do { bound = try await server.start() } catch {
+            try? await group.shutdownGracefully()
+            throw CLIError("cannot listen: \(error)")
+        }
+        for (address, route) in zip(bound, routes) {
+            Terminal.standardOutput.write(JSONLine.object([
+                "event": .string("listening"),
+                "address": .string("\(address.ipAddress ?? route.listen.host):\(address.port ?? route.listen.port)"),
+                "upstream": .string(route.upstream.description),
+                "recordings": noRecording ? .null : .string(out),
+            ]))
+        }
+        let signal = await stop.wait()
+        logger.info("received signal \(signal); ending every session")
+        await server.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    private func parseRoutes() throws -> [ProxyRoute] {
+        do {
+            if route.isEmpty, let listen, let upstream {
+                return [ProxyRoute(listen: try HostPort(parsing: listen), upstream: try PeerAddress(parsing: upstream))]
+            }
+            return try route.map { text in
+                guard let eq = text.firstIndex(of: "=") else {
+                    throw CLIError("--route '\(text)': expected LISTEN=NODEID@HOST:PORT")
+                }
+                return ProxyRoute(listen: try HostPort(parsing: String(text[..<eq])),
+                                  upstream: try PeerAddress(parsing: String(text[text.index(after: eq)...])))
+            }
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+
+    private func loadProxyIdentity() throws -> NodeSecret {
+        let path = proxyKey ?? (keys as NSString).appendingPathComponent("proxy.key")
+        if FileManager.default.fileExists(atPath: path) {
+            do { return try KeyFile.read(path: path, allowInsecure: insecureKeys) } catch { throw CLIError("\(error)") }
+        }
+        let secret = NodeSecret.random()
+        do { try KeyFile.write(secret, to: path) } catch { throw CLIError("cannot create the proxy key \(path): \(error)") }
+        return secret
+    }
+}
+
+/// Waits for the first of some signals, which it takes over from their default action.
+final class SignalWaiter: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let received = DispatchSemaphore(value: 0)
+    private var which: Int32 = 0
+
+    init(signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                self.which = number
+                self.received.signal()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// The number of the signal that arrived.
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                self.received.wait()
+                continuation.resume(returning: self.which)
+            }
+        }
+    }
+}
