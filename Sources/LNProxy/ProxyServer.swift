@@ -28,6 +28,8 @@ public struct ProxyConfiguration: Sendable {
     /// Refuse sessions whose dialer's key is not in the keyring instead of going non-transparent.
     public var requireTransparent: Bool
     public var connectTimeout: TimeAmount
+    /// How long each side may take to complete its BOLT 8 handshake.
+    public var handshakeTimeout: TimeAmount = .seconds(30)
     public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
     public var lnrrVersion: String
 

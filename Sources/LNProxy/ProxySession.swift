@@ -11,7 +11,7 @@ import NIOPosix
 ///
 /// All state is confined to the event loop of a's channel; b's channel is created on the same loop,
 /// so relaying needs no locks and order per direction is the order of reads.
-public final class ProxySession {
+public final class ProxySession: @unchecked Sendable {  // confined to its event loop; see above
     /// Process-unique session number (also the last part of the recording's file name).
     public let id: Int
     let route: ProxyRoute
@@ -38,6 +38,8 @@ public final class ProxySession {
     private static let holdLimit = 256 * 1024
 
     private var recorder: RecordingWriter?
+    /// Ends the session if a handshake (a's, then b's) takes longer than the configured limit.
+    private var handshakeDeadline: Scheduled<Void>?
     /// True while the recording is behind: no side is read until it catches up.
     private var recorderBlocked = false
 
@@ -61,6 +63,17 @@ public final class ProxySession {
         switch handler.side {
         case .a: a = handler
         case .b: b = handler; bInactive = false
+        }
+        armHandshakeDeadline(for: handler.side)
+    }
+
+    private func armHandshakeDeadline(for side: Side) {
+        handshakeDeadline?.cancel()
+        let limit = context.configuration.handshakeTimeout
+        handshakeDeadline = eventLoop.scheduleTask(in: limit) { [weak self] in
+            guard let self else { return }
+            let who = side == .a ? "a did not complete its handshake" : "b did not answer the handshake"
+            self.end(CloseReason(side: side, kind: .handshakeFailure, detail: "\(who) within \(limit.nanoseconds / 1_000_000) ms"))
         }
     }
 
@@ -138,6 +151,8 @@ public final class ProxySession {
     }
 
     private func bHandshakeDone() {
+        handshakeDeadline?.cancel()
+        handshakeDeadline = nil
         bReady = true
         recordEvent(.init(name: "handshake", fields: ["side": .string("b"), "node_id": .string(route.upstream.nodeID.hex)]))
         guard closeReason == nil, let b else { return }
@@ -185,8 +200,12 @@ public final class ProxySession {
 
     func inactive(side: Side) {
         switch side {
-        case .a: aInactive = true
-        case .b: bInactive = true
+        case .a:
+            if aInactive { return }
+            aInactive = true
+        case .b:
+            if bInactive { return }
+            bInactive = true
         }
         if closeReason == nil {
             end(CloseReason(side: side, kind: .eof, detail: side == .a ? "a closed the connection" : "b closed the connection"))
@@ -209,6 +228,7 @@ public final class ProxySession {
             logger.notice("session ended: \(reason)")
         }
         heldForB.removeAll()
+        handshakeDeadline?.cancel()
         a?.close()
         b?.close()
         finishIfDone()

@@ -31,6 +31,9 @@ final class SideHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        // A channel that never connected is torn down without channelInactive: this is the one
+        // signal every channel gives when it goes away.
+        session.inactive(side: side)
     }
 
     // MARK: Inbound: from this side's node
