@@ -355,3 +355,128 @@ def test_record_refuses_missing_upstream_key_and_bad_usage(lnrr, keys, tmp_path)
     assert r.returncode == 2 and other in r.stderr
     r = run(lnrr, "record", "--keys", ring, check=False)
     assert r.returncode == 2 and "--listen" in r.stderr
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_reader_slows_its_writer_and_memory_stays_bounded(lnrr, keys, procs, tmp_path):
+    keys("a"), keys("b")
+    upstream = UpstreamNode(keys("b"))
+    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
+    a, b = handshake_pair(proxy, upstream, keys)
+    total = 3000  # 180 MB: far more than any buffer between a and b
+    sent = [0]
+
+    def sender():
+        try:
+            for i in range(total):
+                a.send_message(msg(32769, struct.pack(">I", i) + bytes(59_996)))
+                sent[0] += 1
+        except Exception:
+            pass
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    time.sleep(3)  # b reads nothing meanwhile
+    stalled_at = sent[0]
+    time.sleep(1)
+    assert sent[0] == stalled_at < total, "a kept writing although b read nothing"
+    rss = proc_rss_kib(proxy.proc.popen.pid)
+    assert rss < 150 * 1024, f"proxy RSS {rss} KiB while b is not reading"
+    # b catches up and gets everything, in order.
+    for i in range(total):
+        m = b.read_message()
+        assert m[2:6] == struct.pack(">I", i)
+    t.join(30)
+    assert sent[0] == total
+
+
+def test_sigterm_closes_open_sessions_with_reason_shutdown(lnrr, keys, procs, tmp_path):
+    keys("a"), keys("b")
+    upstream = UpstreamNode(keys("b"))
+    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
+    a, b = handshake_pair(proxy, upstream, keys)
+    a.send_message(INIT)
+    assert b.read_message() == INIT
+    proxy.stop()  # SIGTERM while the session is open; exits 0
+    [path] = recordings(tmp_path / "rec")
+    lines, r = show_json(lnrr, path)
+    assert r.returncode == 0, r.stderr
+    assert events_in(lines, "close")[-1]["reason"] == "shutdown"
+    b.connection.settimeout(5)
+    with pytest.raises(Exception):
+        b.read_message()  # the proxy closed b's side too
+
+
+def test_routes_front_several_nodes(lnrr, keys, procs, tmp_path):
+    keys("a"), keys("b"), keys("c")
+    ub, uc = UpstreamNode(keys("b")), UpstreamNode(keys("c"))
+    pb, pc = free_port(), free_port()
+    proc = procs(lnrr, "record", "--keys", keys.dir, "--out", tmp_path / "rec",
+                 "--route", f"127.0.0.1:{pb}={ub.address}", "--route", f"127.0.0.1:{pc}={uc.address}")
+    proc.wait_lines(lambda lines: sum('"listening"' in l for l in lines) == 2)
+    for port, node, upstream in [(pb, "b", ub), (pc, "c", uc)]:
+        a = connect(keys("a").priv, PublicKey(bytes.fromhex(keys(node).node_id)), "127.0.0.1", port)
+        far = upstream.wait_connection()
+        a.send_message(msg(32769, node.encode()))
+        assert far.read_message() == msg(32769, node.encode())
+        a.connection.close()
+    time.sleep(0.3)
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert len(recordings(tmp_path / "rec")) == 2
+
+
+def test_list_show_filters_and_follow(lnrr, keys, procs, tmp_path):
+    keys("a"), keys("b")
+    upstream = UpstreamNode(keys("b"))
+    out = tmp_path / "rec"
+    proxy = Proxy(lnrr, procs, keys, upstream.address, out)
+    a, b = handshake_pair(proxy, upstream, keys)
+    a.send_message(INIT)
+    b.send_message(INIT)
+    b.read_message(), a.read_message()
+    [path] = recordings(out)
+    follower = procs(lnrr, "show", "--follow", "--json", path)
+    for i in range(5):
+        a.send_message(msg(32769, bytes([i])))
+        b.read_message()
+    b.send_message(msg(18, b"\x00\x02\x00\x00"))
+    a.read_message()
+    follower.wait_lines(lambda lines: sum('"hex"' in l for l in lines) == 8)
+    a.connection.close()
+    assert follower.wait(20) == 0  # ends by itself at the close event
+    time.sleep(0.3)
+    proxy.stop()
+
+    only_custom = run(lnrr, "show", "--json", "--type", "custom", path).stdout.splitlines()
+    assert [json.loads(l)["type"] for l in only_custom if '"hex"' in l] == [32769] * 5
+    b_to_a = run(lnrr, "show", "--json", "--dir", "b->a", path).stdout.splitlines()
+    assert [json.loads(l)["name"] for l in b_to_a if '"hex"' in l] == ["init", "ping"]
+    human = run(lnrr, "show", path).stdout
+    assert "a->b" in human and "custom" in human and "close" in human
+    bad = run(lnrr, "show", "--type", "nonsense", path, check=False)
+    assert bad.returncode == 2 and "nonsense" in bad.stderr
+
+    listing = run(lnrr, "list", "--json", out).stdout.splitlines()
+    [entry] = [json.loads(l) for l in listing]
+    assert entry["messages_a_to_b"] == 6 and entry["messages_b_to_a"] == 2
+    assert entry["ended"] == "eof" and entry["node_a"] == keys("a").node_id
+    assert keys("a").node_id[:8] in run(lnrr, "list", out).stdout
+
+
+def test_demo_runs_on_its_own(lnrr, tmp_path):
+    r = run(lnrr, "demo", "--out", tmp_path / "rec", timeout=60)
+    assert "recording:" in r.stdout
+    [path] = recordings(tmp_path / "rec")
+    assert str(path.name) in r.stdout
+    lines, _ = show_json(lnrr, path)
+    names = [l["name"] for l in lines if "hex" in l]
+    assert names.count("init") == 2 and names.count("ping") == 2 and names.count("pong") == 2
+    assert names.count("custom") >= 3
