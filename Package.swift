@@ -96,6 +96,18 @@ let package = Package(
             swiftSettings: nioGlue
         ),
 
+        // Benchmarks: every figure next to a baseline measured in the same run (see docs/performance.md).
+        .executableTarget(
+            name: "lnrr-bench",
+            dependencies: [
+                "LNTransport", "LNTransportNIO", "LNProxy", "LNRecording", "CSodium", "CSecp256k1",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: nioGlue
+        ),
+
         .testTarget(name: "LNTransportTests", dependencies: ["LNTransport"]),
         .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
         .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),

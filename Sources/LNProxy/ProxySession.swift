@@ -43,6 +43,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     /// True while the recording is behind: no side is read until it catches up.
     private var recorderBlocked = false
 
+    /// Each channel's phase (Core Lightning's ownership model); changes are annotated in the recording.
+    private(set) var phases = PhaseTracker()
     private(set) var messagesAToB = 0
     private(set) var messagesBToA = 0
 
@@ -170,8 +172,15 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         let direction = side.sending
         let now = wallClockNanos()
         if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
-        if let recorder {
-            message.withUnsafeReadableBytes { recorder.message($0, direction: direction, timestampNanos: now) }
+        message.withUnsafeReadableBytes { bytes in
+            let observation = phases.observe(bytes, direction: direction)
+            guard let recorder else { return }
+            if observation.changes.isEmpty {
+                recorder.message(bytes, direction: direction, timestampNanos: now)
+            } else {
+                recorder.message(bytes, direction: direction, timestampNanos: now,
+                                 comments: observation.changes.map { "phase \($0.description)" })
+            }
         }
         guard closeReason == nil else { return }
         switch side {
