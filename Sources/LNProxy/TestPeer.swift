@@ -97,7 +97,7 @@ public final class TestPeerHandler: ChannelInboundHandler {
             // With --echo the peer speaks the custom protocol, so even custom types are "known" to it.
             if type >= 32768 && options.echoCustom {
                 send(bytes, context: context)
-            } else if type % 2 == 0 && WireNames.name(of: type) == nil {
+            } else if type % 2 == 0 && MessageCatalogue.name(of: type) == nil {
                 fail("received unknown even message type \(type): BOLT 1 says to fail the connection", context: context)
                 return
             }

@@ -25,6 +25,8 @@ struct LNRR: AsyncParsableCommand {
             RecordCommand.self,
             ListCommand.self,
             ShowCommand.self,
+            DecodeCommand.self,
+            EncodeCommand.self,
             PeerCommand.self,
             KeysCommand.self,
         ]

@@ -212,7 +212,7 @@ final class PeerPrinter: @unchecked Sendable {
             var pairs: [(String, JSONLine.Value)] = [
                 ("dir", .string(incoming ? "in" : "out")),
                 ("type", .int(type)),
-                ("name", .string(type >= 0 ? WireNames.displayName(of: UInt16(type)) : "runt")),
+                ("name", .string(type >= 0 ? MessageCatalogue.displayName(of: UInt16(type)) : "runt")),
                 ("len", .int(bytes.count)),
             ]
             if let hexLimit, bytes.count > hexLimit {

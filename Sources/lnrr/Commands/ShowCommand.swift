@@ -74,7 +74,7 @@ struct ShowCommand: AsyncParsableCommand {
                 types.formUnion(32768...65535)
             } else if let number = UInt16(item) {
                 types.insert(number)
-            } else if let number = WireNames.type(named: item) {
+            } else if let number = MessageCatalogue.type(named: item) {
                 types.insert(number)
             } else {
                 throw CLIError("--type: '\(item)' is not a message type number, a BOLT message name or `custom`")
@@ -166,7 +166,7 @@ struct ShowPrinter {
                     ("i", .int(message.index)), ("t_ns", .uint(offset)), ("ts_ns", .uint(message.timestampNanos)),
                     ("dir", .string(message.direction.rawValue)),
                     ("type", type.map { .int(Int($0)) } ?? .null),
-                    ("name", .string(type.map(WireNames.displayName) ?? "runt")),
+                    ("name", .string(type.map(MessageCatalogue.displayName) ?? "runt")),
                     ("len", .int(message.bytes.count)),
                     ("hex", .string(Hex.encode(message.bytes))),
                     ("phase", .string(observation.after.rawValue)),
@@ -177,7 +177,7 @@ struct ShowPrinter {
                 if !message.checksumOK { pairs.append(("checksum_ok", .bool(false))) }
                 output += JSONLine.render(.object(pairs)) + "\n"
             } else {
-                let name = type.map(WireNames.displayName) ?? "runt"
+                let name = type.map(MessageCatalogue.displayName) ?? "runt"
                 let time = String(format: "%10.6f", Double(offset) / 1e9)
                 let arrow = message.direction == .aToB ? Terminal.paint("a->b", .cyan) : Terminal.paint("b->a", .magenta)
                 let typeText = type.map { String($0) } ?? "-"
