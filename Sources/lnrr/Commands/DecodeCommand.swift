@@ -99,7 +99,12 @@ enum DecodedText {
             let names = Features.describe(b)
             out += "\(indent)\(name): \(HexString.encode(b))\(names.isEmpty ? "" : "  [" + names.joined(separator: ", ") + "]")\n"
         default:
-            out += "\(indent)\(name): \(value.json(fieldName: name))\n"
+            let json = value.json(fieldName: name)
+            if case .string(let text) = json {
+                out += "\(indent)\(name): \(text)\n"
+            } else {
+                out += "\(indent)\(name): \(json)\n"
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ struct ShowOptions {
     var metadata = false
     var types: Set<UInt16>? = nil
     var direction: Direction? = nil
+    var decode = false
 }
 
 /// `lnrr show`: one line per message of a recording.
@@ -47,6 +48,9 @@ struct ShowCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "With --json, print the session metadata as the first line.")
     var metadata = false
 
+    @Flag(name: .long, help: "Print each message's fields (BOLT names) under its line; with --json, add them as \"decoded\".")
+    var decode = false
+
     @Flag(name: .long, help: "Keep printing messages as they are appended, until the session's close event or Ctrl-C.")
     var follow = false
 
@@ -58,6 +62,7 @@ struct ShowCommand: AsyncParsableCommand {
 
     func run() async throws {
         var options = ShowOptions(json: json, metadata: metadata)
+        options.decode = decode
         if let dir {
             guard let direction = Direction(rawValue: dir) else { throw CLIError("--dir must be a->b or b->a (got '\(dir)')") }
             options.direction = direction
@@ -169,13 +174,22 @@ struct ShowPrinter {
                     ("name", .string(type.map(MessageCatalogue.displayName) ?? "runt")),
                     ("len", .int(message.bytes.count)),
                     ("hex", .string(Hex.encode(message.bytes))),
+                    ("phase_before", .string(observation.before.rawValue)),
                     ("phase", .string(observation.after.rawValue)),
                 ]
                 if let channel = observation.channel { pairs.append(("channel", .string(channel.hex))) }
                 if !message.comments.isEmpty { pairs.append(("comments", .array(message.comments.map { .string($0) }))) }
                 if !observation.changes.isEmpty { pairs.append(("phase_changes", .array(observation.changes.map { .string($0.description) }))) }
                 if !message.checksumOK { pairs.append(("checksum_ok", .bool(false))) }
-                output += JSONLine.render(.object(pairs)) + "\n"
+                output += JSONLine.render(.object(pairs))
+                if options.decode {
+                    // Splice the decoded message in as the last key.
+                    output.removeLast()
+                    output += ",\"decoded\":"
+                    WireCodec.decode(message.bytes).json.write(into: &output)
+                    output += "}"
+                }
+                output += "\n"
             } else {
                 let name = type.map(MessageCatalogue.displayName) ?? "runt"
                 let time = String(format: "%10.6f", Double(offset) / 1e9)
@@ -185,6 +199,13 @@ struct ShowPrinter {
                 if !message.comments.isEmpty { line += "  " + Terminal.paint(message.comments.joined(separator: "; "), .yellow) }
                 if !message.checksumOK { line += "  " + Terminal.paint("CHECKSUM MISMATCH", .red) }
                 output += line + "\n"
+                if options.decode, type.map({ MessageCatalogue.spec(of: $0) != nil }) ?? false {
+                    let decoded = WireCodec.decode(message.bytes)
+                    var fields = ""
+                    DecodedText.fields(decoded.fields, indent: "              ", into: &fields)
+                    output += Terminal.paint(fields, .dim)
+                    if let error = decoded.error { output += "              " + Terminal.paint("error: \(error)", .red) + "\n" }
+                }
                 for change in observation.changes {
                     output += Terminal.paint("-- \(change.description) --", .green) + "\n"
                 }
