@@ -176,10 +176,10 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             let observation = phases.observe(bytes, direction: direction)
             guard let recorder else { return }
             if observation.changes.isEmpty {
-                recorder.message(bytes, direction: direction, timestampNanos: now)
+                recorder.message(bytes, direction: direction, timestampNanos: now, deferWake: true)
             } else {
                 recorder.message(bytes, direction: direction, timestampNanos: now,
-                                 comments: observation.changes.map { "phase \($0.description)" })
+                                 comments: observation.changes.map { "phase \($0.description)" }, deferWake: true)
             }
         }
         guard closeReason == nil else { return }
@@ -197,6 +197,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     }
 
     func readComplete(from side: Side) {
+        // One wake-up of the recording thread per socket read, not per message.
+        recorder?.kick()
         if side == .a && !bReady { return }
         handler(side.other)?.flush()
     }

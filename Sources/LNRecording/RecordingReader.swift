@@ -48,6 +48,15 @@ public enum RecordingProblem: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A message seen through `RecordingReader.scan`: its data points into the mapped file.
+public struct MessageView {
+    public var index: Int
+    public var direction: Direction
+    public var timestampNanos: UInt64
+    public var data: UnsafeRawBufferPointer
+    public var checksumOK: Bool
+}
+
 /// A record in file order.
 public enum RecordingEntry: Sendable, Equatable {
     case message(RecordedMessage)
@@ -79,11 +88,15 @@ public struct RecordingReader {
     }
 
     private static func validate(_ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { try validate($0, path: path) }
+    }
+
+    private static func validate(_ bytes: UnsafeRawBufferPointer, path: String) throws {
         guard bytes.count >= 12 else {
             throw RecordingError.notARecording(path, bytes.isEmpty ? "the file is empty" : "too short for a pcapng header")
         }
-        let type = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self).littleEndian }
-        let magic = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian }
+        let type = bytes.loadUnaligned(as: UInt32.self).littleEndian
+        let magic = bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
         guard type == Pcapng.sectionHeaderType, magic == Pcapng.byteOrderMagic else {
             throw RecordingError.notARecording(path, "no little-endian pcapng section header")
         }
@@ -145,7 +158,11 @@ public struct RecordingReader {
     /// Walks the blocks of `bytes` (which start at `self.offset` relative positions of 0).
     private mutating func parse(_ bytes: inout [UInt8], visit: (RecordingEntry) -> Void, tolerateTail: Bool = false) -> Bool {
         let base = offset
-        return bytes.withUnsafeBytes { raw -> Bool in
+        return bytes.withUnsafeBytes { raw -> Bool in parse(raw, base: base, visit: visit, tolerateTail: tolerateTail) }
+    }
+
+    private mutating func parse(_ raw: UnsafeRawBufferPointer, base: Int, visit: (RecordingEntry) -> Void, tolerateTail: Bool) -> Bool {
+        do {
             var at = 0
             while at < raw.count {
                 let fileOffset = base + at
@@ -174,10 +191,11 @@ public struct RecordingReader {
                 switch type {
                 case Pcapng.sectionHeaderType:
                     linkTypes = []
-                    if let json = Self.options(body, from: 16).first(where: { $0.code == Pcapng.optComment })
-                        .flatMap({ String(decoding: $0.value, as: UTF8.self) }),
-                       json.hasPrefix(Pcapng.metadataCommentPrefix) {
-                        metadata = try? JSONDecoder().decode(SessionMetadata.self, from: Data(json.dropFirst(Pcapng.metadataCommentPrefix.count).utf8))
+                    Self.forEachOption(body, from: 16) { code, value in
+                        let text = String(decoding: value, as: UTF8.self)
+                        if code == Pcapng.optComment, text.hasPrefix(Pcapng.metadataCommentPrefix) {
+                            metadata = try? JSONDecoder().decode(SessionMetadata.self, from: Data(text.dropFirst(Pcapng.metadataCommentPrefix.count).utf8))
+                        }
                     }
                 case Pcapng.interfaceDescriptionType:
                     linkTypes.append(body.count >= 2 ? body.loadUnaligned(as: UInt16.self).littleEndian : 0)
@@ -208,7 +226,7 @@ public struct RecordingReader {
         }
         let data = UnsafeRawBufferPointer(rebasing: body[20..<(20 + captured)])
         let timestamp = high << 32 | low
-        let options = Self.options(body, from: 20 + (captured + 3) / 4 * 4)
+        let optionsStart = 20 + (captured + 3) / 4 * 4
         let linkType = interface < linkTypes.count ? linkTypes[interface] : 0
         if linkType == Pcapng.eventsLinkType {
             if let event = RecordingEvent(json: data) {
@@ -222,14 +240,15 @@ public struct RecordingReader {
         var direction: Direction = .aToB
         var comments: [String] = []
         var checksumOK = true
-        for option in options {
-            switch option.code {
+        let wantsComments = fastVisitor == nil
+        Self.forEachOption(body, from: optionsStart) { code, value in
+            switch code {
             case Pcapng.optComment:
-                comments.append(String(decoding: option.value, as: UTF8.self))
-            case Pcapng.epbFlags where option.value.count == 4:
-                direction = Pcapng.direction(fromFlags: option.value.loadUnaligned(as: UInt32.self).littleEndian) ?? .aToB
-            case Pcapng.epbHash where option.value.count == 5 && option.value[0] == Pcapng.hashAlgorithmCRC32:
-                let stored = UInt32(option.value[1]) << 24 | UInt32(option.value[2]) << 16 | UInt32(option.value[3]) << 8 | UInt32(option.value[4])
+                if wantsComments { comments.append(String(decoding: value, as: UTF8.self)) }
+            case Pcapng.epbFlags where value.count == 4:
+                direction = Pcapng.direction(fromFlags: value.loadUnaligned(as: UInt32.self).littleEndian) ?? .aToB
+            case Pcapng.epbHash where value.count == 5 && value[0] == Pcapng.hashAlgorithmCRC32:
+                let stored = UInt32(value[1]) << 24 | UInt32(value[2]) << 16 | UInt32(value[3]) << 8 | UInt32(value[4])
                 checksumOK = CRC32.checksum(data) == stored
             default:
                 break
@@ -238,26 +257,56 @@ public struct RecordingReader {
         let index = messageIndex
         messageIndex += 1
         if !checksumOK { problems.append(.badChecksum(offset: fileOffset, index: index)) }
+        if let fastVisitor {
+            fastVisitor(MessageView(index: index, direction: direction, timestampNanos: timestamp, data: data, checksumOK: checksumOK))
+            return
+        }
         visit(.message(RecordedMessage(index: index, direction: direction, timestampNanos: timestamp, bytes: Array(data),
                                        comments: comments, checksumOK: checksumOK, offset: fileOffset)))
     }
 
-    struct Option {
-        var code: UInt16
-        var value: UnsafeRawBufferPointer
+    /// Set by `scan`: messages go here as views into the mapped file instead of becoming entries.
+    private var fastVisitor: ((MessageView) -> Void)?
+
+    /// Reads a whole recording through memory mapping, handing each message to `onMessage` as a view
+    /// (valid only during the call; nothing is copied) and each event to `onEvent`. The fast path for
+    /// listing and counting large recordings.
+    public static func scan(path: String, onMessage: @escaping (MessageView) -> Void,
+                            onEvent: @escaping (RecordedEvent) -> Void = { _ in }) throws -> RecordingReader {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RecordingError.cannotRead(path, String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        fstat(fd, &info)
+        let size = Int(info.st_size)
+        var reader = RecordingReader(validated: path)
+        reader.fastVisitor = onMessage
+        guard size > 0 else { throw RecordingError.notARecording(path, "the file is empty") }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw RecordingError.cannotRead(path, String(cString: strerror(errno)))
+        }
+        defer { munmap(base, size) }
+        _ = madvise(base, size, MADV_SEQUENTIAL)
+        let raw = UnsafeRawBufferPointer(start: base, count: size)
+        try validate(raw, path: path)
+        _ = reader.parse(raw, base: 0, visit: { entry in
+            if case .event(let event) = entry { onEvent(event) }
+        }, tolerateTail: false)
+        reader.fastVisitor = nil
+        return reader
     }
 
-    private static func options(_ body: UnsafeRawBufferPointer, from start: Int) -> [Option] {
-        var result: [Option] = []
+    /// Calls `body` for each option of a block body from `start`, without allocating.
+    @inline(__always)
+    private static func forEachOption(_ body: UnsafeRawBufferPointer, from start: Int, _ visit: (UInt16, UnsafeRawBufferPointer) -> Void) {
         var at = start
         while at + 4 <= body.count {
             let code = body.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian
             let length = Int(body.loadUnaligned(fromByteOffset: at + 2, as: UInt16.self).littleEndian)
             if code == Pcapng.optEndOfOpt { break }
             guard at + 4 + length <= body.count else { break }
-            result.append(Option(code: code, value: UnsafeRawBufferPointer(rebasing: body[(at + 4)..<(at + 4 + length)])))
+            visit(code, UnsafeRawBufferPointer(rebasing: body[(at + 4)..<(at + 4 + length)]))
             at += 4 + (length + 3) / 4 * 4
         }
-        return result
     }
 }

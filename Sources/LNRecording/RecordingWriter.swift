@@ -90,7 +90,12 @@ public final class RecordingWriter: @unchecked Sendable {
     // MARK: Producers (any thread)
 
     /// Records one Lightning message (2-byte type + payload) with its annotations.
-    public func message(_ bytes: UnsafeRawBufferPointer, direction: Direction, timestampNanos: UInt64, comments: [String] = []) {
+    ///
+    /// Callers that relay in batches (the proxy, per socket read) pass `deferWake: true` and call
+    /// `kick()` once per batch: the records still reach the OS within that batch, with one wake-up and
+    /// one `write(2)` for all of them instead of one each.
+    public func message(_ bytes: UnsafeRawBufferPointer, direction: Direction, timestampNanos: UInt64, comments: [String] = [],
+                        deferWake: Bool = false) {
         condition.lock()
         guard !closing else { condition.unlock(); return }
         let slot = direction == .aToB ? 0 : 1
@@ -100,7 +105,15 @@ public final class RecordingWriter: @unchecked Sendable {
         pending.packet(interface: Pcapng.messagesInterface, timestampNanos: timestampNanos, data: bytes,
                        flags: Pcapng.flags(for: direction), packetID: id, comments: comments)
         messageCount += 1
-        enqueued()
+        enqueued(deferWake: deferWake)
+    }
+
+    /// Wakes the writer for what was recorded with `deferWake`.
+    public func kick() {
+        condition.lock()
+        let wake = writerIdle && !pending.bytes.isEmpty
+        if wake { condition.signal() }
+        condition.unlock()
     }
 
     public func message(_ bytes: [UInt8], direction: Direction, timestampNanos: UInt64, comments: [String] = []) {
@@ -120,11 +133,11 @@ public final class RecordingWriter: @unchecked Sendable {
     }
 
     /// Called with the lock held; releases it.
-    private func enqueued() {
+    private func enqueued(deferWake: Bool = false) {
         let size = pending.bytes.count
         let wake: Bool
         switch sync {
-        case .message: wake = writerIdle
+        case .message: wake = writerIdle && (!deferWake || size >= 256 * 1024)
         case .batch: wake = writerIdle && size >= 256 * 1024
         case .none: wake = writerIdle && size >= 4 * 1024 * 1024
         }

@@ -60,27 +60,27 @@ struct ListCommand: AsyncParsableCommand {
         if anyProblem { throw CLIError("", code: .failure) }
     }
 
+    /// Reads a recording through the zero-copy scan: counting, checksumming and phase tracking only.
     static func summarize(_ path: String) throws -> Summary {
-        let (reader, entries) = try RecordingReader.readAll(path: path)
-        var summary = Summary(path: path, metadata: reader.metadata, problems: reader.problems)
-        var tracker = PhaseTracker()
-        for entry in entries {
-            switch entry {
-            case .message(let m):
-                if m.direction == .aToB { summary.aToB += 1 } else { summary.bToA += 1 }
-                summary.firstNanos = summary.firstNanos ?? m.timestampNanos
-                summary.lastNanos = m.timestampNanos
-                _ = tracker.observe(m.bytes, direction: m.direction)
-            case .event(let e):
-                summary.firstNanos = summary.firstNanos ?? e.timestampNanos
-                summary.lastNanos = e.timestampNanos
-                if e.event.name == "close" {
-                    if case .string(let reason)? = e.event.fields["reason"] { summary.ended = reason }
-                    if case .string(let detail)? = e.event.fields["detail"] { summary.endDetail = detail }
-                }
+        final class Box { var summary: Summary; var tracker = PhaseTracker(); init(_ s: Summary) { summary = s } }
+        let box = Box(Summary(path: path))
+        let reader = try RecordingReader.scan(path: path, onMessage: { m in
+            if m.direction == .aToB { box.summary.aToB += 1 } else { box.summary.bToA += 1 }
+            if box.summary.firstNanos == nil { box.summary.firstNanos = m.timestampNanos }
+            box.summary.lastNanos = m.timestampNanos
+            _ = box.tracker.observe(m.data, direction: m.direction)
+        }, onEvent: { e in
+            if box.summary.firstNanos == nil { box.summary.firstNanos = e.timestampNanos }
+            box.summary.lastNanos = e.timestampNanos
+            if e.event.name == "close" {
+                if case .string(let reason)? = e.event.fields["reason"] { box.summary.ended = reason }
+                if case .string(let detail)? = e.event.fields["detail"] { box.summary.endDetail = detail }
             }
-        }
-        summary.phase = tracker.channels.map(\.phase).max() ?? tracker.connectionPhase
+        })
+        var summary = box.summary
+        summary.metadata = reader.metadata
+        summary.problems = reader.problems
+        summary.phase = box.tracker.channels.map(\.phase).max() ?? box.tracker.connectionPhase
         if !reader.problems.isEmpty && summary.ended == "open" { summary.ended = "truncated" }
         return summary
     }
