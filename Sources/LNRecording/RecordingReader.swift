@@ -268,19 +268,22 @@ public struct RecordingReader {
     /// Set by `scan`: messages go here as views into the mapped file instead of becoming entries.
     private var fastVisitor: ((MessageView) -> Void)?
 
-    /// Reads a whole recording through memory mapping, handing each message to `onMessage` as a view
-    /// (valid only during the call; nothing is copied) and each event to `onEvent`. The fast path for
-    /// listing and counting large recordings.
-    public static func scan(path: String, onMessage: @escaping (MessageView) -> Void,
-                            onEvent: @escaping (RecordedEvent) -> Void = { _ in }) throws -> RecordingReader {
+    /// Streams every record of a recording to `visit`, in file order, without holding them all.
+    public static func forEachEntry(path: String, visit: (RecordingEntry) -> Void) throws -> RecordingReader {
+        try withMapped(path) { raw in
+            var reader = RecordingReader(validated: path)
+            _ = reader.parse(raw, base: 0, visit: visit, tolerateTail: false)
+            return reader
+        }
+    }
+
+    private static func withMapped<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RecordingError.cannotRead(path, String(cString: strerror(errno))) }
         defer { close(fd) }
         var info = stat()
         fstat(fd, &info)
         let size = Int(info.st_size)
-        var reader = RecordingReader(validated: path)
-        reader.fastVisitor = onMessage
         guard size > 0 else { throw RecordingError.notARecording(path, "the file is empty") }
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw RecordingError.cannotRead(path, String(cString: strerror(errno)))
@@ -289,11 +292,23 @@ public struct RecordingReader {
         _ = madvise(base, size, MADV_SEQUENTIAL)
         let raw = UnsafeRawBufferPointer(start: base, count: size)
         try validate(raw, path: path)
-        _ = reader.parse(raw, base: 0, visit: { entry in
-            if case .event(let event) = entry { onEvent(event) }
-        }, tolerateTail: false)
-        reader.fastVisitor = nil
-        return reader
+        return try body(raw)
+    }
+
+    /// Reads a whole recording through memory mapping, handing each message to `onMessage` as a view
+    /// (valid only during the call; nothing is copied) and each event to `onEvent`. The fast path for
+    /// listing and counting large recordings.
+    public static func scan(path: String, onMessage: @escaping (MessageView) -> Void,
+                            onEvent: @escaping (RecordedEvent) -> Void = { _ in }) throws -> RecordingReader {
+        try withMapped(path) { raw in
+            var reader = RecordingReader(validated: path)
+            reader.fastVisitor = onMessage
+            _ = reader.parse(raw, base: 0, visit: { entry in
+                if case .event(let event) = entry { onEvent(event) }
+            }, tolerateTail: false)
+            reader.fastVisitor = nil
+            return reader
+        }
     }
 
     /// Calls `body` for each option of a block body from `start`, without allocating.

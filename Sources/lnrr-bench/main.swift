@@ -5,6 +5,7 @@ import CSodium
 import Foundation
 import LNProxy
 import LNTransport
+import LNRecording
 import LNTransportNIO
 import Logging
 import NIOCore
@@ -236,8 +237,240 @@ func proxyBenchmarks() async throws {
     try? FileManager.default.removeItem(atPath: directory)
 }
 
+// MARK: 4. Added one-way latency: a paced stream with timestamps, direct and through the proxy.
+
+final class LatencySink: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    var samples: [Double] = []
+    var expected = Int.max
+    let done: EventLoopPromise<Void>
+    init(_ done: EventLoopPromise<Void>) { self.done = done }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        if let sent = buffer.getInteger(at: buffer.readerIndex + 2, as: UInt64.self) {
+            samples.append(now() - Double(bitPattern: sent))
+        }
+        if samples.count == expected { done.succeed(()) }
+    }
+}
+
+func latencies(viaProxy: Bool, rate: Int, count: Int) async throws -> [Double] {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let a = NodeSecret.random(), b = NodeSecret.random()
+    let sink = LatencySink(group.next().makePromise())
+    sink.expected = count
+    let bServer = try await ServerBootstrap(group: group)
+        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: b), sink])
+            }
+        }
+        .bind(host: "127.0.0.1", port: 0).get()
+    var port = bServer.localAddress!.port!
+    var proxy: ProxyServer?
+    let directory = NSTemporaryDirectory() + "lnrr-bench-lat-\(getpid())"
+    if viaProxy {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        let route = ProxyRoute(listen: try HostPort(parsing: "127.0.0.1:0"), upstream: PeerAddress(nodeID: b.nodeID, host: "127.0.0.1", port: port))
+        proxy = try ProxyServer(configuration: ProxyConfiguration(routes: [route], recordingDirectory: directory, lnrrVersion: "bench"),
+                                keyring: Keyring([a, b]), proxyIdentity: NodeSecret.random(), group: group, logger: logger)
+        port = try await proxy!.start()[0].port!
+    }
+    let client = try await ClientBootstrap(group: group)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(BOLT8Handler(role: .initiator(remote: b.nodeID), localSecret: a))
+            }
+        }
+        .connect(host: "127.0.0.1", port: port).get()
+    try await Task.sleep(nanoseconds: 200_000_000)  // handshakes done
+    // Send in 1 ms ticks: rate/1000 messages per tick, each stamped when written.
+    let perTick = max(1, rate / 1000)
+    try await client.eventLoop.submit {
+        var sent = 0
+        client.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
+            for _ in 0..<perTick where sent < count {
+                var buffer = client.allocator.buffer(capacity: 256)
+                buffer.writeInteger(UInt16(32769))
+                buffer.writeInteger(now().bitPattern)
+                buffer.writeRepeatingByte(0, count: 246)
+                client.write(buffer, promise: nil)
+                sent += 1
+            }
+            client.flush()
+            if sent >= count { task.cancel() }
+        }
+    }.get()
+    try await sink.done.futureResult.get()
+    try await client.close()
+    if let proxy { await proxy.shutdown() }
+    try await bServer.close()
+    try await group.shutdownGracefully()
+    try? FileManager.default.removeItem(atPath: directory)
+    return sink.samples.sorted()
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+
+func latencyBenchmarks(saturationRate: Double) async throws {
+    for (label, rate, count) in [("1,000 msg/s", 1000, 5000), ("near saturation", Int(saturationRate * 0.8), Int(saturationRate * 2))] {
+        let direct = try await latencies(viaProxy: false, rate: rate, count: count)
+        let proxied = try await latencies(viaProxy: true, rate: rate, count: count)
+        for (p, name) in [(0.5, "p50"), (0.99, "p99")] {
+            let added = (percentile(proxied, p) - percentile(direct, p)) * 1e6
+            print(String(format: "%-46@ %9.0f us  (through proxy %.0f us, direct %.0f us)%@",
+                         "added one-way latency \(name), \(label)" as NSString, added,
+                         percentile(proxied, p) * 1e6, percentile(direct, p) * 1e6,
+                         (rate == 1000 && name == "p99" ? "   target <= 200 us" : "") as NSString))
+        }
+    }
+}
+
+// MARK: 5. Proxy memory: RSS of a real `lnrr record` process.
+
+func rssKiB(_ pid: Int32) -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+    return 0
+}
+
+func memoryBenchmarks() async throws {
+    let lnrr = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lnrr").path
+    guard FileManager.default.isExecutableFile(atPath: lnrr) else {
+        print("memory: build the release lnrr first (tools/bench does)")
+        return
+    }
+    let work = NSTemporaryDirectory() + "lnrr-bench-mem-\(getpid())"
+    try FileManager.default.createDirectory(atPath: work + "/keys", withIntermediateDirectories: true)
+    let b = NodeSecret.random()
+    let dialers = (0..<64).map { _ in NodeSecret.random() }
+    try KeyFile.write(b, to: work + "/keys/b.key")
+    for (i, a) in dialers.enumerated() { try KeyFile.write(a, to: work + "/keys/a\(i).key") }
+
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let sink = Sink()
+    sink.done = group.next().makePromise()
+    let bServer = try await ServerBootstrap(group: group)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: b), Sink()])
+            }
+        }
+        .bind(host: "127.0.0.1", port: 0).get()
+    let listenPort = 20000 + Int(getpid() % 20000)
+    let proxy = Process()
+    proxy.executableURL = URL(fileURLWithPath: lnrr)
+    proxy.arguments = ["record", "--listen", "127.0.0.1:\(listenPort)", "--upstream", "\(b.nodeID.hex)@127.0.0.1:\(bServer.localAddress!.port!)",
+                       "--keys", work + "/keys", "--out", work + "/rec", "--log-level", "error"]
+    proxy.standardOutput = FileHandle.nullDevice
+    try proxy.run()
+    try await Task.sleep(nanoseconds: 500_000_000)
+    let idle = rssKiB(proxy.processIdentifier)
+
+    func dial(_ a: NodeSecret) async throws -> Channel {
+        try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(BOLT8Handler(role: .initiator(remote: b.nodeID), localSecret: a))
+                }
+            }
+            .connect(host: "127.0.0.1", port: listenPort).get()
+    }
+    var channels: [Channel] = []
+    for a in dialers { channels.append(try await dial(a)) }
+    let payload = [UInt8](repeating: 1, count: 256)
+    for channel in channels { try await channel.writeAndFlush(channel.allocator.buffer(bytes: [0x80, 0x01] + payload)) }
+    try await Task.sleep(nanoseconds: 1_000_000_000)
+    let sessions64 = rssKiB(proxy.processIdentifier)
+    print(String(format: "%-46@ %9.1f MB  (idle proxy %.1f MB)   target <= 64 MB", "proxy RSS, 64 concurrent sessions" as NSString,
+                 Double(sessions64) / 1024, Double(idle) / 1024))
+    for channel in channels { try? await channel.close() }
+    try await Task.sleep(nanoseconds: 500_000_000)
+
+    // One session, 1,000,000 messages: RSS after the first 100,000 and at the end.
+    let one = try await dial(dialers[0])
+    try await Task.sleep(nanoseconds: 200_000_000)
+    var after100k = 0
+    for i in 0..<1_000_000 {
+        one.write(one.allocator.buffer(bytes: [0x80, 0x01] + payload), promise: nil)
+        if i % 1000 == 999 {
+            try await one.writeAndFlush(one.allocator.buffer(bytes: [0x80, 0x03]))
+        }
+        if i == 100_000 { after100k = rssKiB(proxy.processIdentifier) }
+    }
+    try await one.writeAndFlush(one.allocator.buffer(bytes: [0x80, 0x03]))
+    try await Task.sleep(nanoseconds: 1_000_000_000)
+    let after1M = rssKiB(proxy.processIdentifier)
+    print(String(format: "%-46@ %9.1f MB  (after 100,000: %.1f MB; growth %.1f MB)   target: flat",
+                 "proxy RSS after 1,000,000 messages, 1 session" as NSString, Double(after1M) / 1024, Double(after100k) / 1024,
+                 Double(after1M - after100k) / 1024))
+    try? await one.close()
+    proxy.terminate()
+    proxy.waitUntilExit()
+    try await bServer.close()
+    try await group.shutdownGracefully()
+    try? FileManager.default.removeItem(atPath: work)
+}
+
+// MARK: 6. Reading a 1,000,000-message recording.
+
+func readerBenchmarks() throws {
+    let directory = NSTemporaryDirectory() + "lnrr-bench-read-\(getpid())"
+    let metadata = SessionMetadata(lnrrVersion: "bench", sessionID: 1, startedNanos: 1_764_000_000_000_000_000, nodeA: "02" + String(repeating: "a", count: 64),
+                                   nodeB: "03" + String(repeating: "b", count: 64), listen: "x", upstream: "y", transparent: true, syncMode: .none)
+    let writer = try RecordingWriter(directory: directory, metadata: metadata, sync: .none)
+    var message = [UInt8](repeating: 7, count: 256)
+    message[0] = 0x80; message[1] = 0x01
+    let count = 1_000_000
+    for i in 0..<count { writer.message(message, direction: i % 2 == 0 ? .aToB : .bToA, timestampNanos: UInt64(i) * 1000) }
+    try writer.close()
+    let path = writer.path
+    let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+
+    // The limit: reading the file's bytes, nothing else.
+    var start = now()
+    let fd = open(path, O_RDONLY)
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    while read(fd, &buffer, buffer.count) > 0 {}
+    close(fd)
+    let rawRate = Double(count) / (now() - start)
+
+    start = now()
+    var seen = 0
+    _ = try RecordingReader.scan(path: path, onMessage: { _ in seen += 1 })
+    let scanRate = Double(count) / (now() - start)
+    report(Row(name: "read + checksum a 1,000,000-message recording", value: scanRate, unit: "msg/s",
+               baselineName: "read(2) of the same file", baseline: rawRate, target: ">= 1,000,000 msg/s"))
+
+    let lnrr = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lnrr").path
+    for (name, args) in [("lnrr list", ["list", directory]), ("lnrr show --json", ["show", "--json", path])] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: lnrr)
+        process.arguments = args
+        process.standardOutput = FileHandle.nullDevice
+        start = now()
+        try process.run()
+        process.waitUntilExit()
+        let rate = Double(count) / (now() - start)
+        report(Row(name: "\(name), 1,000,000 messages (\(size / 1_000_000) MB)", value: rate, unit: "msg/s",
+                   baselineName: "reader alone (scan)", baseline: scanRate, target: name == "lnrr list" ? ">= 1,000,000 msg/s" : "formatting-bound"))
+    }
+    try? FileManager.default.removeItem(atPath: directory)
+}
+
 let only = CommandLine.arguments.dropFirst().first
 print("lnrr-bench: figure, baseline measured in the same run, ratio (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
 if only == nil || only == "frames" { try frameBenchmarks() }
 if only == nil || only == "handshake" { try handshakeBenchmark() }
 if only == nil || only == "proxy" { try await proxyBenchmarks() }
+if only == nil || only == "latency" {
+    let saturation = rows.first(where: { $0.name.hasPrefix("a->b 256 B messages via proxy, recording on") })?.value ?? 250_000
+    try await latencyBenchmarks(saturationRate: saturation)
+}
+if only == nil || only == "memory" { try await memoryBenchmarks() }
+if only == nil || only == "read" { try readerBenchmarks() }

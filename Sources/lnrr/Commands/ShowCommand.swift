@@ -114,10 +114,9 @@ struct ShowCommand: AsyncParsableCommand {
             }
             return printer.finish(problems: reading.problems)
         }
-        let (full, entries) = try RecordingReader.readAll(path: path)
-        reader = full
         printer.begin(metadata: reader.metadata)
-        for entry in entries { printer.entry(entry, metadata: reader.metadata) }
+        let metadata = reader.metadata
+        reader = try RecordingReader.forEachEntry(path: path) { printer.entry($0, metadata: metadata) }
         return printer.finish(problems: reader.problems)
     }
 
@@ -167,21 +166,24 @@ struct ShowPrinter {
             if let types = options.types, !(type.map(types.contains) ?? false) { return }
             let offset = message.timestampNanos &- start
             if options.json {
-                var pairs: [(String, JSONLine.Value)] = [
-                    ("i", .int(message.index)), ("t_ns", .uint(offset)), ("ts_ns", .uint(message.timestampNanos)),
-                    ("dir", .string(message.direction.rawValue)),
-                    ("type", type.map { .int(Int($0)) } ?? .null),
-                    ("name", .string(type.map(MessageCatalogue.displayName) ?? "runt")),
-                    ("len", .int(message.bytes.count)),
-                    ("hex", .string(Hex.encode(message.bytes))),
-                    ("phase_before", .string(observation.before.rawValue)),
-                    ("phase", .string(observation.after.rawValue)),
-                ]
-                if let channel = observation.channel { pairs.append(("channel", .string(channel.hex))) }
-                if !message.comments.isEmpty { pairs.append(("comments", .array(message.comments.map { .string($0) }))) }
-                if !observation.changes.isEmpty { pairs.append(("phase_changes", .array(observation.changes.map { .string($0.description) }))) }
-                if !message.checksumOK { pairs.append(("checksum_ok", .bool(false))) }
-                output += JSONLine.render(.object(pairs))
+                // Written field by field: this line is printed a million times for big recordings.
+                output += "{\"i\":" + String(message.index) + ",\"t_ns\":" + String(offset) + ",\"ts_ns\":" + String(message.timestampNanos)
+                output += ",\"dir\":\"" + message.direction.rawValue + "\",\"type\":" + (type.map { String($0) } ?? "null")
+                output += ",\"name\":\"" + (type.map(MessageCatalogue.displayName) ?? "runt") + "\",\"len\":" + String(message.bytes.count)
+                output += ",\"hex\":\"" + Hex.encode(message.bytes) + "\",\"phase_before\":\"" + observation.before.rawValue
+                output += "\",\"phase\":\"" + observation.after.rawValue + "\""
+                var extra: [(String, JSONLine.Value)] = []
+                if let channel = observation.channel { extra.append(("channel", .string(channel.hex))) }
+                if !message.comments.isEmpty { extra.append(("comments", .array(message.comments.map { .string($0) }))) }
+                if !observation.changes.isEmpty { extra.append(("phase_changes", .array(observation.changes.map { .string($0.description) }))) }
+                if !message.checksumOK { extra.append(("checksum_ok", .bool(false))) }
+                for (key, value) in extra {
+                    output += ","
+                    JSONLine.writeString(key, into: &output)
+                    output += ":"
+                    JSONLine.write(value, into: &output)
+                }
+                output += "}"
                 if options.decode {
                     // Splice the decoded message in as the last key.
                     output.removeLast()
