@@ -27,6 +27,7 @@ struct LNRR: AsyncParsableCommand {
             ShowCommand.self,
             DecodeCommand.self,
             EncodeCommand.self,
+            RulesCommand.self,
             PeerCommand.self,
             KeysCommand.self,
         ]

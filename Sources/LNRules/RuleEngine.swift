@@ -1,0 +1,216 @@
+import Foundation
+import LNWire
+
+/// One message as the engine sees it.
+public struct MessageContext {
+    public var direction: Direction
+    /// Type + payload.
+    public var bytes: [UInt8]
+    /// The channel's phase before and after this message (connection phase for channel-less messages).
+    public var phaseBefore: ChannelPhase
+    public var phaseAfter: ChannelPhase
+    /// Every phase change the message caused (a message can move a channel and the connection).
+    public var changes: [(from: ChannelPhase, to: ChannelPhase)]
+    public var nodeA: String?
+    public var nodeB: String?
+
+    public init(direction: Direction, bytes: [UInt8], phaseBefore: ChannelPhase, phaseAfter: ChannelPhase,
+                changes: [(from: ChannelPhase, to: ChannelPhase)] = [], nodeA: String? = nil, nodeB: String? = nil) {
+        self.direction = direction
+        self.bytes = bytes
+        self.phaseBefore = phaseBefore
+        self.phaseAfter = phaseAfter
+        self.changes = changes
+        self.nodeA = nodeA
+        self.nodeB = nodeB
+    }
+
+    var type: UInt16 { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0 }
+}
+
+/// What to do with one message.
+public struct RuleDecision: Sendable {
+    /// The message to deliver (possibly replaced); nil when it is dropped.
+    public var forward: [UInt8]?
+    /// How many times to deliver it (2 for `duplicate`).
+    public var copies = 1
+    /// Hold the message (and everything after it in its direction) this long first.
+    public var delayMilliseconds = 0
+    /// Messages to send before / after the matched one, with their directions.
+    public var injectBefore: [(message: [UInt8], direction: Direction)] = []
+    public var injectAfter: [(message: [UInt8], direction: Direction)] = []
+    public var disconnect: DisconnectKind?
+    /// What the rules did, in words, for the recording.
+    public var annotations: [String] = []
+
+    /// The decision when no rule matches.
+    public static func forward(_ message: [UInt8]) -> RuleDecision { RuleDecision(forward: message) }
+
+    public var isPlainForward: Bool {
+        copies == 1 && delayMilliseconds == 0 && injectBefore.isEmpty && injectAfter.isEmpty && disconnect == nil && annotations.isEmpty
+    }
+}
+
+/// Applies a rule set to one session's messages, in order. Deterministic: the same messages and
+/// seed give the same decisions. One engine per session (it keeps the occurrence counters).
+public struct RuleEngine {
+    public let rules: RuleSet
+    private var seen: [Int]
+    private var fired: [Int]
+    private var firedNames = Set<String>()
+    private var random: SplitMix64
+    /// Indexes of the rules that can possibly match each type, so other messages cost one lookup.
+    private let candidates: [UInt16: [Int]]
+    private let anyType: [Int]
+    private var regexes: [Int: NSRegularExpression] = [:]
+
+    public init(rules: RuleSet) {
+        self.rules = rules
+        seen = Array(repeating: 0, count: rules.rules.count)
+        fired = Array(repeating: 0, count: rules.rules.count)
+        random = SplitMix64(seed: rules.seed)
+        var candidates: [UInt16: [Int]] = [:]
+        var anyType: [Int] = []
+        for (index, rule) in rules.rules.enumerated() {
+            if let types = rule.match.types, types.reduce(0, { $0 + $1.count }) <= 4096 {
+                for range in types { for t in range { candidates[t, default: []].append(index) } }
+            } else {
+                anyType.append(index)
+            }
+            if let pattern = rule.match.payloadRegex { regexes[index] = try? NSRegularExpression(pattern: pattern) }
+        }
+        self.candidates = candidates.mapValues { ($0 + anyType).sorted() }
+        self.anyType = anyType
+    }
+
+    /// Whether any rule could apply to `type` (false lets callers skip building a context).
+    public func mayApply(to type: UInt16) -> Bool { candidates[type] != nil || !anyType.isEmpty }
+
+    public mutating func decide(_ context: MessageContext) -> RuleDecision {
+        var decision = RuleDecision.forward(context.bytes)
+        let indexes = candidates[context.type] ?? anyType
+        var decoded: [String: String]?
+        for index in indexes {
+            let rule = rules.rules[index]
+            guard staticMatch(rule.match, context, index: index, decoded: &decoded) else { continue }
+            seen[index] += 1
+            let m = rule.match
+            if let nth = m.nth, seen[index] != nth { continue }
+            if let every = m.every, seen[index] % every != 0 { continue }
+            if let count = m.count, fired[index] >= count { continue }
+            if let p = m.probability, random.nextDouble() >= p { continue }
+            fired[index] += 1
+            firedNames.insert(rule.name)
+            apply(rule, context, &decision)
+            if !rule.action.isMark { break }
+        }
+        return decision
+    }
+
+    private func staticMatch(_ m: Match, _ c: MessageContext, index: Int, decoded: inout [String: String]?) -> Bool {
+        if let d = m.direction, d != c.direction { return false }
+        if let types = m.types, !types.contains(where: { $0.contains(c.type) }) { return false }
+        if let parity = m.parity, (c.type % 2 == 1) != (parity == .odd) { return false }
+        if let phases = m.phases, !phases.contains(c.phaseBefore) { return false }
+        if let change = m.phaseChange, !c.changes.contains(where: { $0.from == change.from && $0.to == change.to }) { return false }
+        if let after = m.after, !firedNames.contains(after) { return false }
+        if let a = m.nodeA, a != c.nodeA { return false }
+        if let b = m.nodeB, b != c.nodeB { return false }
+        let payload = c.bytes.dropFirst(2)
+        if let prefix = m.payloadPrefix, !payload.starts(with: prefix) { return false }
+        if let regex = regexes[index] {
+            let hex = HexString.encode(payload)
+            if regex.firstMatch(in: hex, range: NSRange(hex.startIndex..., in: hex)) == nil { return false }
+        }
+        if let wanted = m.fields {
+            if decoded == nil { decoded = Self.fieldTexts(c.bytes) }
+            for (name, value) in wanted where decoded?[name] != value { return false }
+        }
+        return true
+    }
+
+    /// Top-level fields as the text rules compare against.
+    static func fieldTexts(_ bytes: [UInt8]) -> [String: String] {
+        var out: [String: String] = [:]
+        for field in WireCodec.decode(bytes).fields {
+            switch field.value.json(fieldName: field.name) {
+            case .string(let s): out[field.name] = s.lowercased()
+            case .integer(let t): out[field.name] = t
+            case .object(let pairs): if case .string(let hex)? = pairs.first(where: { $0.0 == "hex" })?.1 { out[field.name] = hex }
+            default: break
+            }
+        }
+        return out
+    }
+
+    private func apply(_ rule: Rule, _ c: MessageContext, _ d: inout RuleDecision) {
+        let label = "rule \"\(rule.name)\""
+        switch rule.action {
+        case .forward:
+            d.annotations.append("\(label): forward")
+        case .drop:
+            d.forward = nil
+            d.annotations.append("\(label): dropped")
+        case .delay(let ms):
+            d.delayMilliseconds = ms
+            d.annotations.append("\(label): delayed \(ms) ms")
+        case .duplicate:
+            d.copies = 2
+            d.annotations.append("\(label): duplicated")
+        case .mark(let text):
+            d.annotations.append("\(label): \(text)")
+        case .disconnect(let kind):
+            d.disconnect = kind
+            if kind == .drop || kind == .blackhole || kind == .before { d.forward = nil }
+            d.annotations.append("\(label): disconnect \(kind.rawValue) (\(kind.symbol))")
+        case .inject(let injection):
+            let direction = injection.direction ?? c.direction
+            if injection.before {
+                d.injectBefore.append((injection.message, direction))
+            } else {
+                d.injectAfter.append((injection.message, direction))
+            }
+            d.annotations.append("\(label): injected \(MessageCatalogue.displayName(of: UInt16(injection.message[0]) << 8 | UInt16(injection.message[1]))) \(direction.rawValue) \(injection.before ? "before" : "after") this message")
+        case .replace(let replacement):
+            switch replacement {
+            case .message(let bytes):
+                d.forward = bytes
+                d.annotations.append("\(label): replaced")
+            case .fields(let changes):
+                let decoded = WireCodec.decode(c.bytes)
+                guard decoded.isComplete, let name = decoded.name, case .object(var pairs) = decoded.fields.json else {
+                    d.annotations.append("\(label): replace skipped: the message does not decode")
+                    return
+                }
+                for (key, value) in changes {
+                    if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
+                }
+                // Length fields follow the new values.
+                let spec = MessageCatalogue.spec(of: c.type)!
+                let lengthFields = Set(spec.fields.compactMap { f -> String? in if case .field(let l) = f.count { return l } else { return nil } })
+                let changed = Set(changes.map(\.0))
+                pairs.removeAll { lengthFields.contains($0.0) && !changed.contains($0.0) }
+                do {
+                    d.forward = try WireCodec.encode(name: name, fields: .object(pairs))
+                    d.annotations.append("\(label): replaced fields \(changes.map(\.0).joined(separator: ", "))")
+                } catch {
+                    d.annotations.append("\(label): replace skipped: \(error)")
+                }
+            }
+        }
+    }
+}
+
+/// SplitMix64: a small, fast, seedable generator. Rules need reproducibility, not secrecy.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

@@ -1,0 +1,443 @@
+import Foundation
+import LNWire
+import Yams
+
+/// A problem in a rule file, at a position.
+public struct RuleDiagnostic: Sendable, Equatable, CustomStringConvertible {
+    public enum Severity: String, Sendable { case error, warning }
+
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public var severity: Severity
+    public var message: String
+
+    /// `FILE:LINE:COLUMN: error: message`.
+    public var description: String { "\(file):\(line):\(column): \(severity.rawValue): \(message)" }
+}
+
+/// Reads rule files (YAML) into a `RuleSet`, collecting every problem with its position.
+public struct RuleParser {
+    let file: String
+    let yaml: String
+    var diagnostics: [RuleDiagnostic] = []
+
+    static let ruleKeys = ["name", "match", "action"]
+    static let matchKeys = ["dir", "type", "custom", "parity", "phase", "on", "nth", "every", "count", "after", "node",
+                            "payload_prefix", "payload_regex", "fields", "probability"]
+    static let actionNames = ["forward", "drop", "delay", "inject", "replace", "duplicate", "disconnect", "mark"]
+
+    /// Parses `yaml`; the rule set is nil when there are errors (warnings alone keep it).
+    public static func parse(yaml: String, file: String) -> (RuleSet?, [RuleDiagnostic]) {
+        var parser = RuleParser(file: file, yaml: yaml)
+        let rules = parser.parseFile()
+        let failed = parser.diagnostics.contains { $0.severity == .error }
+        return (failed ? nil : rules, parser.diagnostics)
+    }
+
+    /// Reads and parses a rule file.
+    public static func load(path: String) throws -> (RuleSet?, [RuleDiagnostic]) {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw RuleFileError.unreadable(path, error.localizedDescription)
+        }
+        return parse(yaml: text, file: path)
+    }
+
+    // MARK: -
+
+    mutating func error(_ node: Node?, _ message: String) {
+        diagnostics.append(RuleDiagnostic(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, severity: .error, message: message))
+    }
+
+    mutating func warning(_ node: Node?, _ message: String) {
+        diagnostics.append(RuleDiagnostic(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, severity: .warning, message: message))
+    }
+
+    static func suggest(_ word: String, from options: [String]) -> String {
+        let best = options.map { ($0, editDistance($0, word)) }.filter { $0.1 <= max(2, word.count / 3) }.sorted { $0.1 < $1.1 }.prefix(3).map(\.0)
+        return best.isEmpty ? "" : " (did you mean \(best.joined(separator: ", "))?)"
+    }
+
+    mutating func parseFile() -> RuleSet {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let YamlError.scanner(_, problem, mark, _), let YamlError.parser(_, problem, mark, _), let YamlError.composer(_, problem, mark, _) {
+            diagnostics.append(RuleDiagnostic(file: file, line: mark.line, column: mark.column, severity: .error, message: "YAML: \(problem)"))
+            return RuleSet()
+        } catch {
+            diagnostics.append(RuleDiagnostic(file: file, line: 1, column: 1, severity: .error, message: "YAML: \(error)"))
+            return RuleSet()
+        }
+        guard let root, case .mapping(let top) = root else {
+            error(root, "a rule file is a mapping with a `rules:` list (and optionally `seed:`)")
+            return RuleSet()
+        }
+        var set = RuleSet()
+        var rulesNode: Node?
+        for (key, value) in top {
+            switch key.string {
+            case "rules": rulesNode = value
+            case "seed":
+                if let seed = value.int, seed >= 0 { set.seed = UInt64(seed) } else { error(value, "seed must be a non-negative integer") }
+            default:
+                error(key, "unknown key '\(key.string ?? "")'" + Self.suggest(key.string ?? "", from: ["rules", "seed"]))
+            }
+        }
+        guard let rulesNode, case .sequence(let list) = rulesNode else {
+            error(rulesNode ?? root, "`rules:` must be a list of rules")
+            return set
+        }
+        var names = Set<String>()
+        var afterNodes: [(String, Node)] = []
+        for (index, node) in list.enumerated() {
+            if let (rule, afterNode) = parseRule(node, index: index) {
+                if names.contains(rule.name) { error(node, "two rules are named '\(rule.name)'") }
+                names.insert(rule.name)
+                set.rules.append(rule)
+                if let after = rule.match.after, let afterNode { afterNodes.append((after, afterNode)) }
+            }
+        }
+        for (after, node) in afterNodes where !names.contains(after) {
+            error(node, "`after:` names '\(after)', which is not a rule here" + Self.suggest(after, from: Array(names)))
+        }
+        return set
+    }
+
+    mutating func parseRule(_ node: Node, index: Int) -> (Rule, Node?)? {
+        guard case .mapping(let mapping) = node else {
+            error(node, "a rule is a mapping with `match:` and `action:` (and optionally `name:`)")
+            return nil
+        }
+        var name = "rule\(index + 1)"
+        var match = Match()
+        var action: RuleAction = .forward
+        var ok = true
+        var sawAction = false
+        var afterNode: Node?
+        for (key, value) in mapping {
+            switch key.string {
+            case "name":
+                guard let text = value.string, !text.isEmpty else { error(value, "name must be a string"); ok = false; continue }
+                name = text
+            case "match":
+                guard let parsed = parseMatch(value) else { ok = false; continue }
+                match = parsed.match
+                afterNode = parsed.afterNode
+            case "action":
+                sawAction = true
+                guard let parsed = parseAction(value, match: match) else { ok = false; continue }
+                action = parsed
+            default:
+                error(key, "unknown key '\(key.string ?? "")' in a rule" + Self.suggest(key.string ?? "", from: Self.ruleKeys))
+                ok = false
+            }
+        }
+        if !sawAction { warning(node, "rule '\(name)' has no `action:`; it forwards (the default)") }
+        return ok ? (Rule(name: name, match: match, action: action, line: node.mark?.line ?? 0), afterNode) : nil
+    }
+
+    // MARK: Match
+
+    mutating func parseMatch(_ node: Node) -> (match: Match, afterNode: Node?)? {
+        guard case .mapping(let mapping) = node else {
+            error(node, "`match:` is a mapping of conditions, e.g. {type: ping, dir: a->b}")
+            return nil
+        }
+        var match = Match()
+        var ok = true
+        var afterNode: Node?
+        for (key, value) in mapping {
+            let k = key.string ?? ""
+            switch k {
+            case "dir":
+                switch value.string {
+                case "a->b": match.direction = .aToB
+                case "b->a": match.direction = .bToA
+                case "any": match.direction = nil
+                default: error(value, "dir must be a->b, b->a or any"); ok = false
+                }
+            case "type":
+                guard let ranges = parseTypes(value) else { ok = false; continue }
+                match.types = (match.types ?? []) + ranges
+            case "custom":
+                if value.bool == true { match.types = (match.types ?? []) + [32768...65535] }
+                else if value.bool == nil { error(value, "custom must be true or false"); ok = false }
+            case "parity":
+                guard let parity = value.string.flatMap(Match.Parity.init(rawValue:)) else { error(value, "parity must be odd or even"); ok = false; continue }
+                match.parity = parity
+            case "phase":
+                let items = value.sequenceOrSelf
+                var phases = Set<ChannelPhase>()
+                for item in items {
+                    guard let phase = parsePhase(item) else { ok = false; continue }
+                    phases.insert(phase)
+                }
+                match.phases = phases
+            case "on":
+                let text = value.string ?? ""
+                let parts = text.components(separatedBy: "->").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 else { error(value, "on: must be a phase change like 'opening -> channel'"); ok = false; continue }
+                guard let from = parsePhase(value, text: parts[0]), let to = parsePhase(value, text: parts[1]) else { ok = false; continue }
+                match.phaseChange = (from, to)
+            case "nth", "every", "count":
+                guard let n = value.int, n >= 1 else { error(value, "\(k) must be a whole number of at least 1"); ok = false; continue }
+                if k == "nth" { match.nth = n } else if k == "every" { match.every = n } else { match.count = n }
+            case "after":
+                guard let text = value.string else { error(value, "after must name a rule"); ok = false; continue }
+                match.after = text
+                afterNode = value
+            case "node":
+                guard case .mapping(let nodes) = value else { error(value, "node is {a: NODEID} and/or {b: NODEID}"); ok = false; continue }
+                for (side, id) in nodes {
+                    guard let hex = id.string?.lowercased(), hex.count == 66, HexString.decode(hex) != nil else {
+                        error(id, "a node id is 66 hex characters"); ok = false; continue
+                    }
+                    switch side.string {
+                    case "a": match.nodeA = hex
+                    case "b": match.nodeB = hex
+                    default: error(side, "node keys are a and b"); ok = false
+                    }
+                }
+            case "payload_prefix":
+                guard let bytes = value.string.flatMap(HexString.decode) else { error(value, "payload_prefix must be hex"); ok = false; continue }
+                match.payloadPrefix = bytes
+            case "payload_regex":
+                guard let text = value.string, (try? NSRegularExpression(pattern: text)) != nil else {
+                    error(value, "payload_regex is not a valid regular expression"); ok = false; continue
+                }
+                match.payloadRegex = text
+            case "fields":
+                guard case .mapping(let fields) = value else { error(value, "fields is a mapping of field names to values"); ok = false; continue }
+                var wanted: [String: String] = [:]
+                let known = knownFieldNames(match.types)
+                for (fieldKey, fieldValue) in fields {
+                    let fieldName = fieldKey.string ?? ""
+                    if let known, !known.contains(fieldName) {
+                        error(fieldKey, "no message matched by `type` has a field '\(fieldName)'" + Self.suggest(fieldName, from: Array(known)))
+                        ok = false
+                    }
+                    wanted[fieldName] = (fieldValue.string ?? "").lowercased()
+                }
+                match.fields = wanted
+            case "probability":
+                guard let p = value.float, p >= 0, p <= 1 else { error(value, "probability must be a number from 0 to 1"); ok = false; continue }
+                match.probability = p
+            default:
+                error(key, "unknown condition '\(k)'" + Self.suggest(k, from: Self.matchKeys))
+                ok = false
+            }
+        }
+        return ok ? (match, afterNode) : nil
+    }
+
+    func knownFieldNames(_ types: [ClosedRange<UInt16>]?) -> Set<String>? {
+        guard let types, !types.isEmpty, types.allSatisfy({ $0.count == 1 }) else { return nil }
+        var names = Set<String>()
+        for range in types {
+            guard let spec = MessageCatalogue.spec(of: range.lowerBound) else { return nil }
+            names.formUnion(spec.fields.map(\.name))
+        }
+        return names
+    }
+
+    mutating func parsePhase(_ node: Node, text: String? = nil) -> ChannelPhase? {
+        let raw = (text ?? node.string ?? "").trimmingCharacters(in: .whitespaces)
+        if let phase = ChannelPhase(rawValue: raw) { return phase }
+        error(node, "'\(raw)' is not a phase; phases are \(ChannelPhase.allCases.map(\.rawValue).joined(separator: ", "))"
+              + Self.suggest(raw, from: ChannelPhase.allCases.map(\.rawValue)))
+        return nil
+    }
+
+    mutating func parseTypes(_ node: Node) -> [ClosedRange<UInt16>]? {
+        var ranges: [ClosedRange<UInt16>] = []
+        for item in node.sequenceOrSelf {
+            let text = (item.string ?? "").trimmingCharacters(in: .whitespaces)
+            if text == "custom" { ranges.append(32768...65535); continue }
+            if let n = UInt16(text) { ranges.append(n...n); continue }
+            let bounds = text.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
+            if bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high {
+                ranges.append(low...high)
+                continue
+            }
+            if let type = MessageCatalogue.type(named: text) { ranges.append(type...type); continue }
+            let suggestions = MessageCatalogue.suggestions(for: text)
+            error(item, "unknown message type '\(text)'" + (suggestions.isEmpty ? "" : " (did you mean \(suggestions.joined(separator: ", "))?)"))
+            return nil
+        }
+        return ranges
+    }
+
+    // MARK: Action
+
+    mutating func parseAction(_ node: Node, match: Match) -> RuleAction? {
+        if let word = node.string {
+            switch word {
+            case "forward": return .forward
+            case "drop": return .drop
+            case "duplicate": return .duplicate
+            default:
+                error(node, "unknown action '\(word)'" + Self.suggest(word, from: Self.actionNames))
+                return nil
+            }
+        }
+        guard case .mapping(let mapping) = node, mapping.count == 1, let (key, value) = mapping.first(where: { _ in true }) else {
+            error(node, "an action is one of \(Self.actionNames.joined(separator: ", ")), e.g. `drop` or `{delay: 100}`")
+            return nil
+        }
+        let k = key.string ?? ""
+        switch k {
+        case "forward", "drop", "duplicate":
+            return k == "forward" ? .forward : k == "drop" ? .drop : .duplicate
+        case "delay":
+            guard let ms = value.int, ms >= 0 else { error(value, "delay is a number of milliseconds"); return nil }
+            return .delay(milliseconds: ms)
+        case "mark":
+            return .mark(value.string ?? "")
+        case "disconnect":
+            let text = value.string ?? ""
+            if let kind = DisconnectKind(rawValue: text) ?? (text.count == 1 ? DisconnectKind(symbol: text.first!) : nil) {
+                return .disconnect(kind)
+            }
+            error(value, "disconnect is one of \(DisconnectKind.allCases.map { "\($0.rawValue) (\($0.symbol))" }.joined(separator: ", "))")
+            return nil
+        case "inject":
+            guard case .mapping = value else { error(value, "inject is {hex: ...} or {name: ..., fields: {...}}, with optional dir and when"); return nil }
+            guard let message = parseMessage(value, allowFieldsOnly: false, context: "inject") else { return nil }
+            var direction: Direction?
+            if let dirNode = value["dir"] {
+                guard let d = dirNode.string.flatMap(Direction.init(rawValue:)) else { error(dirNode, "dir must be a->b or b->a"); return nil }
+                direction = d
+            }
+            var before = false
+            if let whenNode = value["when"] {
+                switch whenNode.string {
+                case "before": before = true
+                case "after": before = false
+                default: error(whenNode, "when must be before or after"); return nil
+                }
+            }
+            if case .message(let bytes) = message { warnIfRisky(bytes, node: value) }
+            guard case .message(let bytes) = message else { return nil }
+            return .inject(Injection(message: bytes, direction: direction, before: before))
+        case "replace":
+            guard let replacement = parseMessage(value, allowFieldsOnly: true, context: "replace") else { return nil }
+            if case .fields(let pairs) = replacement, let known = knownFieldNames(match.types) {
+                for (field, _) in pairs where !known.contains(field) {
+                    error(value, "no message matched by `type` has a field '\(field)'" + Self.suggest(field, from: Array(known)))
+                    return nil
+                }
+            }
+            return .replace(replacement)
+        default:
+            error(key, "unknown action '\(k)'" + Self.suggest(k, from: Self.actionNames))
+            return nil
+        }
+    }
+
+    /// `{hex: ...}`, `{name: ..., fields: {...}}` or (for replace) `{fields: {...}}`.
+    mutating func parseMessage(_ node: Node, allowFieldsOnly: Bool, context: String) -> Replacement? {
+        let allowed = ["hex", "name", "fields", "dir", "when"]
+        if case .mapping(let mapping) = node {
+            for (key, _) in mapping where !allowed.contains(key.string ?? "") {
+                error(key, "unknown key '\(key.string ?? "")' in \(context)" + Self.suggest(key.string ?? "", from: allowed))
+                return nil
+            }
+        }
+        if let hexNode = node["hex"] {
+            guard let bytes = hexNode.string.flatMap(HexString.decode), bytes.count >= 2 else {
+                error(hexNode, "hex must be the message's 2-byte type and payload in hex (e.g. 8001cafe)")
+                return nil
+            }
+            return .message(bytes)
+        }
+        let fieldsJSON: JSONValue
+        if let fieldsNode = node["fields"] {
+            guard let json = Self.json(fieldsNode) else { error(fieldsNode, "fields must be a mapping"); return nil }
+            fieldsJSON = json
+        } else {
+            fieldsJSON = .object([])
+        }
+        if let nameNode = node["name"] {
+            let name = nameNode.string ?? ""
+            guard MessageCatalogue.type(named: name) != nil else {
+                let s = MessageCatalogue.suggestions(for: name)
+                error(nameNode, "unknown message '\(name)'" + (s.isEmpty ? "" : " (did you mean \(s.joined(separator: ", "))?)"))
+                return nil
+            }
+            do {
+                return .message(try WireCodec.encode(name: name, fields: fieldsJSON))
+            } catch {
+                self.error(node["fields"] ?? nameNode, "cannot build \(name): \(error)")
+                return nil
+            }
+        }
+        if allowFieldsOnly, node["fields"] != nil, case .object(let pairs) = fieldsJSON {
+            return .fields(pairs)
+        }
+        error(node, allowFieldsOnly ? "replace needs hex, name + fields, or fields" : "\(context) needs hex, or name + fields")
+        return nil
+    }
+
+    /// Injecting even unknown types or real protocol messages is allowed (this is a testing tool),
+    /// but the peer's reaction should not surprise anyone.
+    mutating func warnIfRisky(_ message: [UInt8], node: Node) {
+        let type = UInt16(message[0]) << 8 | UInt16(message[1])
+        switch MessageCatalogue.kind(of: type) {
+        case .known:
+            warning(node, "injects \(MessageCatalogue.displayName(of: type)) (type \(type)), a BOLT message: the peer will process it as real protocol")
+        case .unknownEven:
+            warning(node, "injects unknown even type \(type): BOLT 1 requires the peer to fail the connection")
+        case .custom where type % 2 == 0:
+            warning(node, "injects even custom type \(type): a peer that does not understand it must fail the connection (BOLT 1)")
+        default:
+            break
+        }
+    }
+
+    /// YAML to the codec's JSON (scalars become integers when they are integers, else strings).
+    static func json(_ node: Node) -> JSONValue? {
+        switch node {
+        case .scalar(let scalar):
+            if let i = Int(scalar.string), !scalar.string.hasPrefix("0") || scalar.string == "0" { return .integer(String(i)) }
+            if let u = UInt64(scalar.string), !scalar.string.hasPrefix("0") { return .integer(String(u)) }
+            return .string(scalar.string)
+        case .mapping(let mapping):
+            var pairs: [(String, JSONValue)] = []
+            for (key, value) in mapping {
+                guard let v = json(value) else { return nil }
+                pairs.append((key.string ?? "", v))
+            }
+            return .object(pairs)
+        case .sequence(let sequence):
+            var values: [JSONValue] = []
+            for item in sequence {
+                guard let v = json(item) else { return nil }
+                values.append(v)
+            }
+            return .array(values)
+        case .alias:
+            return nil
+        }
+    }
+}
+
+extension Node {
+    /// A sequence's items, or the node itself.
+    var sequenceOrSelf: [Node] {
+        if case .sequence(let s) = self { return Array(s) }
+        return [self]
+    }
+}
+
+/// A rule file that cannot be read at all.
+public enum RuleFileError: Error, CustomStringConvertible {
+    case unreadable(String, String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let why): return "cannot read rule file \(path): \(why)"
+        }
+    }
+}
