@@ -111,6 +111,7 @@ let package = Package(
         .testTarget(name: "LNTransportTests", dependencies: ["LNTransport"]),
         .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
         .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
+        .testTarget(name: "LNRulesTests", dependencies: ["LNRules", "LNWire"]),
         .testTarget(
             name: "LNTransportNIOTests",
             dependencies: [

@@ -90,10 +90,14 @@ public struct RuleEngine {
         var decision = RuleDecision.forward(context.bytes)
         let indexes = candidates[context.type] ?? anyType
         var decoded: [String: String]?
+        var decided = false
         for index in indexes {
             let rule = rules.rules[index]
             guard staticMatch(rule.match, context, index: index, decoded: &decoded) else { continue }
+            // Every rule counts the messages it matches, even once an earlier rule has decided, so
+            // `nth: 2` means the second such message whatever other rules did to the first.
             seen[index] += 1
+            if decided { continue }
             let m = rule.match
             if let nth = m.nth, seen[index] != nth { continue }
             if let every = m.every, seen[index] % every != 0 { continue }
@@ -102,7 +106,7 @@ public struct RuleEngine {
             fired[index] += 1
             firedNames.insert(rule.name)
             apply(rule, context, &decision)
-            if !rule.action.isMark { break }
+            if !rule.action.isMark { decided = true }
         }
         return decision
     }

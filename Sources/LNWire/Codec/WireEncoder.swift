@@ -35,8 +35,9 @@ extension WireCodec {
         // Length fields may be left out: they are computed from the field they count.
         var lengths: [String: Int] = [:]
         for spec in specs {
-            guard case .field(let lengthField) = spec.count, let value = json[spec.name] else { continue }
-            lengths[lengthField] = try elementCount(of: value, spec: spec, path: path)
+            guard case .field(let lengthField) = spec.count else { continue }
+            // An absent counted field is empty, and so its length is 0.
+            lengths[lengthField] = try json[spec.name].map { try elementCount(of: $0, spec: spec, path: path) } ?? 0
         }
         for spec in specs {
             let fieldPath = path.isEmpty ? spec.name : "\(path).\(spec.name)"
@@ -51,7 +52,7 @@ extension WireCodec {
             }
             if value == nil {
                 if case .tlvStream = spec.kind { continue }  // an absent stream is an empty one
-                if case .field = spec.count { value = .array([]) }
+                if case .field = spec.count { value = spec.isByteString ? .string("") : .array([]) }
                 if spec.count == .rest { value = spec.isByteString ? .string("") : .array([]) }
             }
             guard let value else { throw EncodeError(field: fieldPath, message: "missing") }
