@@ -1,5 +1,6 @@
 import Logging
 import LNRecording
+import LNRules
 import LNTransport
 import LNTransportNIO
 import NIOConcurrencyHelpers
@@ -32,6 +33,11 @@ public struct ProxyConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount = .seconds(30)
     public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
     public var lnrrVersion: String
+    /// Rules applied to every session (replaceable at run time with `ProxyServer.reload`).
+    public var rules: RuleSet?
+    /// The rule file and the SHA-256 of its bytes, written into each recording's metadata.
+    public var rulesFile: String?
+    public var rulesSHA256: String?
 
     public init(routes: [ProxyRoute], recordingDirectory: String?, syncMode: SyncMode = .message,
                 requireTransparent: Bool = false, connectTimeout: TimeAmount = .seconds(10),
@@ -54,6 +60,8 @@ final class ProxyContext: Sendable {
     let proxyIdentity: NodeSecret
     let registry: SessionRegistry
     let logger: Logger
+    /// The rules new sessions start with, and their source.
+    let currentRules: NIOLockedValueBox<(rules: RuleSet?, file: String?, sha256: String?)>
 
     init(configuration: ProxyConfiguration, keyring: Keyring, proxyIdentity: NodeSecret, logger: Logger) {
         self.configuration = configuration
@@ -61,6 +69,7 @@ final class ProxyContext: Sendable {
         self.proxyIdentity = proxyIdentity
         self.registry = SessionRegistry()
         self.logger = logger
+        self.currentRules = NIOLockedValueBox((configuration.rules, configuration.rulesFile, configuration.rulesSHA256))
     }
 
     func describePeer(_ handler: SideHandler?) -> String {
@@ -194,6 +203,15 @@ public final class ProxyServer: Sendable {
             }
         }
         return result
+    }
+
+    /// Replaces the rules: new sessions start with them and live sessions switch to them (with fresh
+    /// counters) at their next message.
+    public func reload(rules: RuleSet?, file: String?, sha256: String?) {
+        context.currentRules.withLockedValue { $0 = (rules, file, sha256) }
+        for session in context.registry.all {
+            session.eventLoop.execute { session.setRules(rules, file: file, sha256: sha256) }
+        }
     }
 
     /// Stops listening, ends every session (recorded as `shutdown`) and waits until every recording

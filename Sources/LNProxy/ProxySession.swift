@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import LNRecording
+import LNRules
 import LNTransport
 import LNTransportNIO
 import LNWire
@@ -57,6 +58,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         var logger = context.logger
         logger[metadataKey: "session"] = "\(id)"
         self.logger = logger
+        let rules = context.currentRules.withLockedValue { $0 }
+        setRules(rules.rules, file: rules.file, sha256: rules.sha256)
     }
 
     // MARK: Wiring
@@ -81,7 +84,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
 
     /// Whether `side`'s socket may be read now.
     func mayRead(_ side: Side) -> Bool {
-        if recorderBlocked { return false }
+        if recorderBlocked || halted == .blackhole { return false }
         switch side {
         case .a:
             guard bReady else { return heldBytes < Self.holdLimit }
@@ -172,26 +175,146 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         let direction = side.sending
         let now = wallClockNanos()
         if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
+        var decision: RuleDecision?
         message.withUnsafeReadableBytes { bytes in
             let observation = phases.observe(bytes, direction: direction)
+            var comments = observation.changes.isEmpty ? [] : observation.changes.map { "phase \($0.description)" }
+            let type = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
+            if halted != nil {
+                comments.append("not delivered: the connection is \(halted!.rawValue) by a rule")
+            } else if engine != nil, engine!.mayApply(to: type) {
+                let context = MessageContext(
+                    direction: direction, bytes: Array(bytes), phaseBefore: observation.before, phaseAfter: observation.after,
+                    changes: observation.changes.map { ($0.from, $0.to) }, nodeA: aNode?.hex, nodeB: route.upstream.nodeID.hex)
+                let d = engine!.decide(context)
+                if !d.isPlainForward || d.forward != context.bytes {
+                    decision = d
+                    comments += d.annotations
+                }
+            }
             guard let recorder else { return }
-            if observation.changes.isEmpty {
-                recorder.message(bytes, direction: direction, timestampNanos: now, deferWake: true)
-            } else {
-                recorder.message(bytes, direction: direction, timestampNanos: now,
-                                 comments: observation.changes.map { "phase \($0.description)" }, deferWake: true)
+            recorder.message(bytes, direction: direction, timestampNanos: now, comments: comments, deferWake: true)
+        }
+        guard closeReason == nil, halted == nil else { return }
+        guard let decision else {
+            deliver(message, direction)
+            return
+        }
+        apply(decision, original: message, direction: direction)
+    }
+
+    // MARK: Rules
+
+    /// The rules in force for this session (replaced on reload).
+    private var engine: RuleEngine?
+    /// Set by a `blackhole` or `stall` disconnect: nothing more is relayed or read.
+    private var halted: DisconnectKind?
+    /// Messages held back per direction by a `delay`, in order, with when each may go.
+    private var delayed: [Direction: CircularBuffer<(ByteBuffer, NIODeadline)>] = [:]
+
+    private var rulesFile: String?
+    private var rulesSHA256: String?
+
+    func setRules(_ rules: RuleSet?, file: String?, sha256: String?) {
+        let reloaded = engine != nil || rulesFile != nil
+        engine = rules.map { RuleEngine(rules: $0) }
+        rulesFile = file
+        rulesSHA256 = sha256
+        if reloaded, recorder != nil {
+            var fields: [String: RecordingEventValue] = ["rules": .int(rules?.rules.count ?? 0)]
+            if let file { fields["file"] = .string(file) }
+            if let sha256 { fields["sha256"] = .string(sha256) }
+            recordEvent(.init(name: "rules-reloaded", fields: fields))
+        }
+    }
+
+    private func apply(_ decision: RuleDecision, original: ByteBuffer, direction: Direction) {
+        for (message, dir) in decision.injectBefore { inject(message, dir, note: decision.annotations) }
+        if let forward = decision.forward {
+            if decision.disconnect == .before { end(disconnectReason(.before)); return }
+            let buffer = forward == Array(original.readableBytesView) ? original : ByteBufferAllocator().buffer(bytes: forward)
+            for _ in 0..<decision.copies {
+                if decision.delayMilliseconds > 0 {
+                    hold(buffer, direction, for: .milliseconds(Int64(decision.delayMilliseconds)))
+                } else {
+                    deliver(buffer, direction)
+                }
             }
         }
-        guard closeReason == nil else { return }
-        switch side {
-        case .a:
+        for (message, dir) in decision.injectAfter { inject(message, dir, note: decision.annotations) }
+        guard let kind = decision.disconnect else { return }
+        switch kind {
+        case .before:
+            end(disconnectReason(kind))
+        case .after, .afterReceive:
+            // Close once the message has been handed to the receiver's socket.
+            handler(direction == .aToB ? .b : .a)?.flush()
+            end(disconnectReason(kind))
+        case .drop:
+            break
+        case .blackhole, .stall:
+            if kind == .stall { handler(direction == .aToB ? .b : .a)?.flush() }
+            halted = kind
+            recordEvent(.init(name: "rule-halt", fields: ["kind": .string(kind.rawValue)]))
+        }
+    }
+
+    private func disconnectReason(_ kind: DisconnectKind) -> CloseReason {
+        CloseReason(side: nil, kind: .disconnected, detail: "rule disconnect \(kind.rawValue) (\(kind.symbol))")
+    }
+
+    /// Sends a message lnrr made up, and records it as such.
+    func inject(_ message: [UInt8], _ direction: Direction, note: [String]) {
+        let buffer = ByteBufferAllocator().buffer(bytes: message)
+        recorder?.message(message, direction: direction, timestampNanos: wallClockNanos(),
+                          comments: ["injected by lnrr"] + note.filter { $0.contains("injected") })
+        deliver(buffer, direction)
+        handler(direction == .aToB ? .b : .a)?.flush()
+    }
+
+    private func hold(_ message: ByteBuffer, _ direction: Direction, for delay: TimeAmount) {
+        let deadline = NIODeadline.now() + delay
+        let wasEmpty = delayed[direction, default: []].isEmpty
+        delayed[direction, default: []].append((message, deadline))
+        if wasEmpty { scheduleRelease(direction, at: deadline) }
+    }
+
+    private func scheduleRelease(_ direction: Direction, at deadline: NIODeadline) {
+        eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.release(direction) }
+    }
+
+    private func release(_ direction: Direction) {
+        guard closeReason == nil, halted == nil else { return }
+        while let (message, deadline) = delayed[direction]?.first {
+            if deadline > .now() {
+                scheduleRelease(direction, at: deadline)
+                break
+            }
+            _ = delayed[direction]?.popFirst()
+            deliverNow(message, direction)
+        }
+        handler(direction == .aToB ? .b : .a)?.flush()
+    }
+
+    /// Delivers in order: behind anything a `delay` is still holding in that direction.
+    private func deliver(_ message: ByteBuffer, _ direction: Direction) {
+        if let queue = delayed[direction], !queue.isEmpty {
+            delayed[direction]!.append((message, queue.last!.1))
+            return
+        }
+        deliverNow(message, direction)
+    }
+
+    private func deliverNow(_ message: ByteBuffer, _ direction: Direction) {
+        switch direction {
+        case .aToB:
             if bReady, let b {
                 b.write(message)
             } else {
                 heldBytes += message.readableBytes
                 heldForB.append(message)
             }
-        case .b:
+        case .bToA:
             a?.write(message)
         }
     }
@@ -290,7 +413,9 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             listen: route.listen.description,
             upstream: route.upstream.description,
             transparent: transparent,
-            syncMode: context.configuration.syncMode
+            syncMode: context.configuration.syncMode,
+            rulesFile: rulesFile,
+            rulesSHA256: rulesSHA256
         )
         do {
             let loop = eventLoop

@@ -52,7 +52,7 @@ enum Main {
                 try command.run()
             }
         } catch let error as CLIError {
-            Terminal.standardError.write(error.message)
+            if !error.message.isEmpty { Terminal.standardError.write(error.message) }
             Foundation.exit(error.code.rawValue)
         } catch {
             let code = LNRR.exitCode(for: error)

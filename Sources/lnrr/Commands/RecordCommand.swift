@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import LNProxy
 import LNRecording
+import LNRules
 import LNTransport
 import Logging
 import NIOCore
@@ -61,6 +62,9 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("When recordings reach the OS: message (every message, default: survives kill -9), batch (every few ms), none (when buffers fill; fsync at session end always).", valueName: "MODE"))
     var sync: String = "message"
 
+    @Option(name: .long, help: ArgumentHelp("Rules to apply (YAML, see docs/rules.md). SIGHUP reloads the file; a file that no longer validates is refused and the old rules stay.", valueName: "FILE"))
+    var rules: String?
+
     @Flag(name: .long, help: "Accept key files that group or others can read.")
     var insecureKeys = false
 
@@ -85,13 +89,19 @@ struct RecordCommand: AsyncParsableCommand {
         let keyring: Keyring
         do { keyring = try Keyring(directory: keys, allowInsecure: insecureKeys) } catch { throw CLIError("\(error)") }
         let identity = try loadProxyIdentity()
-        let configuration = ProxyConfiguration(
+        var configuration = ProxyConfiguration(
             routes: routes,
             recordingDirectory: noRecording ? nil : out,
             syncMode: SyncMode(rawValue: sync) ?? .message,
             requireTransparent: requireTransparent,
             lnrrVersion: LNRRVersion.string
         )
+        if let rules {
+            let loaded = try Self.loadRules(rules)
+            configuration.rules = loaded.rules
+            configuration.rulesFile = rules
+            configuration.rulesSHA256 = loaded.sha256
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server: ProxyServer
         do {
@@ -112,6 +122,21 @@ struct RecordCommand: AsyncParsableCommand {
                 "upstream": .string(route.upstream.description),
                 "recordings": noRecording ? .null : .string(out),
             ]))
+        }
+        let hangup = SignalWaiter(signals: [SIGHUP])
+        if let rules {
+            Task.detached {
+                while true {
+                    _ = await hangup.wait()
+                    do {
+                        let loaded = try Self.loadRules(rules)
+                        server.reload(rules: loaded.rules, file: rules, sha256: loaded.sha256)
+                        logger.notice("rules reloaded from \(rules): \(loaded.rules.rules.count) rules")
+                    } catch {
+                        logger.error("rules not reloaded, the old rules stay: \(error)")
+                    }
+                }
+            }
         }
         let signal = await stop.wait()
         logger.info("received signal \(signal); ending every session")
@@ -136,6 +161,18 @@ struct RecordCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("\(error)")
         }
+    }
+
+    /// Parses and validates a rule file; every diagnostic goes to stderr.
+    static func loadRules(_ path: String) throws -> (rules: RuleSet, sha256: String) {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw CLIError("cannot read rule file \(path): \(error.localizedDescription)")
+        }
+        let (set, diagnostics) = RuleParser.parse(yaml: String(decoding: data, as: UTF8.self), file: path)
+        for d in diagnostics { Terminal.standardError.write(d.description) }
+        guard let set else { throw CLIError("\(path) has errors; see above (check it with `lnrr rules check \(path)`)") }
+        return (set, HexCoding.encode(SHA256Digest.of(Array(data))))
     }
 
     private func loadProxyIdentity() throws -> NodeSecret {
