@@ -60,6 +60,8 @@ final class ProxyContext: Sendable {
     let proxyIdentity: NodeSecret
     let registry: SessionRegistry
     let logger: Logger
+    /// Live events for control-socket subscribers.
+    let events = EventBus()
     /// The rules new sessions start with, and their source.
     let currentRules: NIOLockedValueBox<(rules: RuleSet?, file: String?, sha256: String?)>
 
@@ -152,6 +154,8 @@ public final class ProxyServer: Sendable {
         }
         self.context = ProxyContext(configuration: configuration, keyring: keyring, proxyIdentity: proxyIdentity, logger: logger)
         self.group = group
+        baseRules.withLockedValue { $0 = configuration.rules }
+        ruleSource.withLockedValue { $0 = (configuration.rulesFile, configuration.rulesSHA256) }
     }
 
     /// Binds every route. Returns the bound addresses (a port of 0 binds an ephemeral port).
@@ -208,6 +212,48 @@ public final class ProxyServer: Sendable {
     /// Replaces the rules: new sessions start with them and live sessions switch to them (with fresh
     /// counters) at their next message.
     public func reload(rules: RuleSet?, file: String?, sha256: String?) {
+        baseRules.withLockedValue { $0 = rules }
+        ruleSource.withLockedValue { $0 = (file, sha256) }
+        publishRules()
+    }
+
+    /// The rule file's rules, and the rules added over the control socket on top of them.
+    let baseRules = NIOLockedValueBox<RuleSet?>(nil)
+    let extraRules = NIOLockedValueBox<[Rule]>([])
+    private let ruleSource = NIOLockedValueBox<(String?, String?)>((nil, nil))
+
+    /// Adds a rule after the file's; fails if the name is taken.
+    func addRule(_ rule: Rule) throws {
+        guard !allRules().rules.contains(where: { $0.name == rule.name }) else {
+            throw ControlError.invalid("a rule named '\(rule.name)' exists; delrule it first")
+        }
+        extraRules.withLockedValue { $0.append(rule) }
+        publishRules()
+    }
+
+    /// Removes a rule added over the control socket.
+    func deleteRule(named name: String) throws {
+        let removed = extraRules.withLockedValue { rules -> Bool in
+            let before = rules.count
+            rules.removeAll { $0.name == name }
+            return rules.count != before
+        }
+        guard removed else {
+            throw ControlError.invalid("no rule named '\(name)' was added over the socket (rules from the file change with the file and SIGHUP)")
+        }
+        publishRules()
+    }
+
+    func allRules() -> RuleSet {
+        var set = baseRules.withLockedValue { $0 } ?? RuleSet()
+        set.rules += extraRules.withLockedValue { $0 }
+        return set
+    }
+
+    private func publishRules() {
+        let set = allRules()
+        let rules: RuleSet? = set.rules.isEmpty && baseRules.withLockedValue({ $0 }) == nil ? nil : set
+        let (file, sha256) = ruleSource.withLockedValue { $0 }
         context.currentRules.withLockedValue { $0 = (rules, file, sha256) }
         for session in context.registry.all {
             session.eventLoop.execute { session.setRules(rules, file: file, sha256: sha256) }

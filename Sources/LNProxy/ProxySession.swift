@@ -130,6 +130,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             "side": .string("a"), "node_id": .string(aNode.hex), "transparent": .bool(transparent),
         ]))
         logger.info("a connected", metadata: ["a": "\(aNode.hex)", "transparent": "\(transparent)"])
+        context.events.publish("{\"event\":\"session-start\",\"session\":\(id),\"node_a\":\"\(aNode.hex)\",\"node_b\":\"\(route.upstream.nodeID.hex)\",\"transparent\":\(transparent)}")
         dialUpstream(as: identity)
     }
 
@@ -191,6 +192,10 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                     decision = d
                     comments += d.annotations
                 }
+            }
+            if context.events.active {
+                publishMessage(Array(bytes), direction, action: decision?.forward == nil && decision != nil ? "dropped" : nil,
+                               phaseChanges: observation.changes.map(\.description), annotations: decision?.annotations ?? [])
             }
             guard let recorder else { return }
             recorder.message(bytes, direction: direction, timestampNanos: now, comments: comments, deferWake: true)
@@ -268,6 +273,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         let buffer = ByteBufferAllocator().buffer(bytes: message)
         recorder?.message(message, direction: direction, timestampNanos: wallClockNanos(),
                           comments: ["injected by lnrr"] + note.filter { $0.contains("injected") })
+        publishMessage(message, direction, action: "injected")
         deliver(buffer, direction)
         handler(direction == .aToB ? .b : .a)?.flush()
     }
@@ -356,6 +362,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         if let side = reason.side { fields["by"] = .string(side.rawValue) }
         if !reason.detail.isEmpty { fields["detail"] = .string(reason.detail) }
         recordEvent(.init(name: "close", fields: fields))
+        context.events.publish("{\"event\":\"session-end\",\"session\":\(id),\"reason\":\"\(reason.kind.rawValue)\",\"detail\":\(jsonQuoted(reason.detail))}")
         if reason.kind == .eof || reason.kind == .shutdown {
             logger.info("session ended: \(reason)")
         } else {
@@ -456,7 +463,21 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         SessionSnapshot(id: id, nodeA: aNode, nodeB: route.upstream.nodeID, listen: route.listen.description,
                         upstream: route.upstream.description, transparent: transparent,
                         startedNanos: startedNanos, messagesAToB: messagesAToB, messagesBToA: messagesBToA,
-                        recording: recorder?.path)
+                        recording: recorder?.path, connected: closeReason == nil && bReady,
+                        phase: phases.connectionPhase.rawValue,
+                        channels: phases.channels.map { ($0.id.hex, $0.phase.rawValue) })
+    }
+
+    /// Sends a message into the session from outside (control socket, hook): recorded as injected.
+    /// Fails when the session has ended or the upstream is not connected yet.
+    func injectFromControl(_ message: [UInt8], _ direction: Direction, source: String) throws {
+        guard closeReason == nil, bReady else { throw ControlError.notConnected }
+        inject(message, direction, note: ["injected by \(source)"])
+    }
+
+    /// Ends the session because the control socket asked.
+    func disconnectFromControl() {
+        end(CloseReason(side: nil, kind: .disconnected, detail: "disconnect requested on the control socket"))
     }
 }
 
@@ -472,4 +493,9 @@ public struct SessionSnapshot: Sendable {
     public var messagesAToB: Int
     public var messagesBToA: Int
     public var recording: String?
+    /// Both sides are up and the session has not ended.
+    public var connected: Bool
+    /// The connection's phase and each channel's (id hex, phase).
+    public var phase: String
+    public var channels: [(String, String)]
 }

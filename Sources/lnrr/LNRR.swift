@@ -28,6 +28,7 @@ struct LNRR: AsyncParsableCommand {
             DecodeCommand.self,
             EncodeCommand.self,
             RulesCommand.self,
+            CtlCommand.self,
             PeerCommand.self,
             KeysCommand.self,
         ]

@@ -65,7 +65,7 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func writeString(_ s: String, into out: inout String) {
+    public static func writeString(_ s: String, into out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -65,6 +65,9 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Rules to apply (YAML, see docs/rules.md). SIGHUP reloads the file; a file that no longer validates is refused and the old rules stay.", valueName: "FILE"))
     var rules: String?
 
+    @Option(name: .long, help: ArgumentHelp("Serve JSON-RPC 2.0 on this Unix socket (owner-only): listsessions, sendcustommsg, inject, disconnect, addrule, delrule, listrules, subscribe. Client: `lnrr ctl`.", valueName: "PATH"))
+    var control: String?
+
     @Flag(name: .long, help: "Accept key files that group or others can read.")
     var insecureKeys = false
 
@@ -115,6 +118,15 @@ struct RecordCommand: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw CLIError("cannot listen: \(error)")
         }
+        var controlServer: ControlServer?
+        if let control {
+            let controlling = ControlServer(proxy: server, path: control)
+            do { try await controlling.start() } catch {
+                await stopAll(server: nil, proxy: server, group: group)
+                throw CLIError("cannot open the control socket \(control): \(error)")
+            }
+            controlServer = controlling
+        }
         for (address, route) in zip(bound, routes) {
             Terminal.standardOutput.write(JSONLine.object([
                 "event": .string("listening"),
@@ -140,7 +152,12 @@ struct RecordCommand: AsyncParsableCommand {
         }
         let signal = await stop.wait()
         logger.info("received signal \(signal); ending every session")
-        await server.shutdown()
+        await stopAll(server: controlServer, proxy: server, group: group)
+    }
+
+    private func stopAll(server: ControlServer?, proxy: ProxyServer, group: EventLoopGroup) async {
+        await server?.close()
+        await proxy.shutdown()
         try? await group.shutdownGracefully()
     }
 
