@@ -33,6 +33,14 @@ public struct ProxyConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount = .seconds(30)
     public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
     public var lnrrVersion: String
+    /// `--custommsg-hook`: a command consulted for every custom message.
+    var customMessageHook: CustomMessageHook?
+
+    /// Runs `command` (through /bin/sh) for each custom message, waiting at most `timeout` seconds.
+    public mutating func setCustomMessageHook(command: String, timeout: Double) {
+        customMessageHook = CustomMessageHook(command: command, timeout: timeout)
+    }
+
     /// Rules applied to every session (replaceable at run time with `ProxyServer.reload`).
     public var rules: RuleSet?
     /// The rule file and the SHA-256 of its bytes, written into each recording's metadata.

@@ -85,6 +85,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     /// Whether `side`'s socket may be read now.
     func mayRead(_ side: Side) -> Bool {
         if recorderBlocked || halted == .blackhole { return false }
+        // A slow hook holds its direction; stop reading that side before the queue grows large.
+        if (hookQueue[side.sending]?.count ?? 0) > 256 { return false }
         switch side {
         case .a:
             guard bReady else { return heldBytes < Self.holdLimit }
@@ -201,11 +203,72 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             recorder.message(bytes, direction: direction, timestampNanos: now, comments: comments, deferWake: true)
         }
         guard closeReason == nil, halted == nil else { return }
+        if let hook = context.configuration.customMessageHook {
+            let isCustom = message.getInteger(at: message.readerIndex, as: UInt16.self).map { $0 >= 32768 } ?? false
+            if isCustom || hookRunning.contains(direction) || !(hookQueue[direction]?.isEmpty ?? true) {
+                // Order per direction is kept: everything behind a custom message waits for its hook.
+                hookQueue[direction, default: []].append((message, decision, isCustom))
+                pumpHook(direction, hook)
+                return
+            }
+        }
+        relay(message, decision, direction)
+    }
+
+    private func relay(_ message: ByteBuffer, _ decision: RuleDecision?, _ direction: Direction) {
         guard let decision else {
             deliver(message, direction)
             return
         }
         apply(decision, original: message, direction: direction)
+    }
+
+    // MARK: Custom message hook
+
+    private var hookQueue: [Direction: CircularBuffer<(ByteBuffer, RuleDecision?, Bool)>] = [:]
+    private var hookRunning = Set<Direction>()
+
+    private func pumpHook(_ direction: Direction, _ hook: CustomMessageHook) {
+        while !hookRunning.contains(direction), let (message, decision, isCustom) = hookQueue[direction]?.first {
+            guard closeReason == nil, halted == nil else { hookQueue[direction]?.removeAll(); return }
+            guard isCustom else {
+                _ = hookQueue[direction]?.popFirst()
+                relay(message, decision, direction)
+                continue
+            }
+            hookRunning.insert(direction)
+            let sender = direction == .aToB ? aNode?.hex : route.upstream.nodeID.hex
+            let loop = eventLoop
+            hook.run(peerID: sender, direction: direction, message: Array(message.readableBytesView)) { [weak self] verdict, problem in
+                loop.execute {
+                    guard let self else { return }
+                    self.hookRunning.remove(direction)
+                    _ = self.hookQueue[direction]?.popFirst()
+                    if let problem { self.logger.warning("custommsg hook ignored (message continues): \(problem)") }
+                    var fields: [String: RecordingEventValue] = ["direction": .string(direction.rawValue)]
+                    switch verdict {
+                    case .continue:
+                        fields["result"] = .string(problem == nil ? "continue" : "continue (hook ignored: \(problem!))")
+                        self.relay(message, decision, direction)
+                    case .drop:
+                        fields["result"] = .string("drop")
+                    case .replace(let bytes):
+                        fields["result"] = .string("replace")
+                        fields["payload"] = .string(HexString.encode(bytes))
+                        self.relay(ByteBufferAllocator().buffer(bytes: bytes), decision.map { d in
+                            var d = d
+                            if d.forward != nil { d.forward = bytes }
+                            return d
+                        }, direction)
+                    }
+                    self.recordEvent(.init(name: "hook", fields: fields))
+                    // Messages that waited behind this one are relayed by the pump; flush them together.
+                    self.pumpHook(direction, hook)
+                    self.handler(direction == .aToB ? .b : .a)?.flush()
+                    self.handler(direction == .aToB ? .a : .b)?.resumeReadingIfAllowed()
+                }
+            }
+        }
     }
 
     // MARK: Rules

@@ -68,6 +68,12 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Serve JSON-RPC 2.0 on this Unix socket (owner-only): listsessions, sendcustommsg, inject, disconnect, addrule, delrule, listrules, subscribe. Client: `lnrr ctl`.", valueName: "PATH"))
     var control: String?
 
+    @Option(name: .long, help: ArgumentHelp("Run CMD (via /bin/sh) for each custom message, either direction, with {\"peer_id\",\"direction\",\"payload\"} on stdin; it answers {\"result\":\"continue\"}, {\"result\":\"drop\"} or {\"result\":\"replace\",\"payload\":HEX}. Order per direction is kept.", valueName: "CMD"))
+    var custommsgHook: String?
+
+    @Option(name: .long, help: ArgumentHelp("How long the hook may take before the message continues anyway.", valueName: "MS"))
+    var hookTimeout: Int = 5000
+
     @Flag(name: .long, help: "Accept key files that group or others can read.")
     var insecureKeys = false
 
@@ -99,6 +105,10 @@ struct RecordCommand: AsyncParsableCommand {
             requireTransparent: requireTransparent,
             lnrrVersion: LNRRVersion.string
         )
+        if let custommsgHook {
+            guard hookTimeout > 0 else { throw CLIError("--hook-timeout must be a positive number of milliseconds") }
+            configuration.setCustomMessageHook(command: custommsgHook, timeout: Double(hookTimeout) / 1000)
+        }
         if let rules {
             let loaded = try Self.loadRules(rules)
             configuration.rules = loaded.rules
