@@ -204,7 +204,9 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         }
         guard closeReason == nil, halted == nil else { return }
         if let hook = context.configuration.customMessageHook {
-            let isCustom = message.getInteger(at: message.readerIndex, as: UInt16.self).map { $0 >= 32768 } ?? false
+            // Rules run first: a custom message the rules drop never reaches the hook.
+            let isCustom = (message.getInteger(at: message.readerIndex, as: UInt16.self).map { $0 >= 32768 } ?? false)
+                && (decision == nil || decision?.forward != nil)
             if isCustom || hookRunning.contains(direction) || !(hookQueue[direction]?.isEmpty ?? true) {
                 // Order per direction is kept: everything behind a custom message waits for its hook.
                 hookQueue[direction, default: []].append((message, decision, isCustom))
@@ -239,7 +241,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             hookRunning.insert(direction)
             let sender = direction == .aToB ? aNode?.hex : route.upstream.nodeID.hex
             let loop = eventLoop
-            hook.run(peerID: sender, direction: direction, message: Array(message.readableBytesView)) { [weak self] verdict, problem in
+            hook.run(peerID: sender, direction: direction, message: decision?.forward ?? Array(message.readableBytesView)) { [weak self] verdict, problem in
                 loop.execute {
                     guard let self else { return }
                     self.hookRunning.remove(direction)

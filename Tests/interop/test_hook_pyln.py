@@ -30,8 +30,10 @@ def test_custommsg_hook(lnrr, keys, procs, tmp_path):
     script = tmp_path / "hook.py"
     script.write_text(HOOK)
     log = tmp_path / "hook.log"
+    rules = tmp_path / "rules.yaml"   # rules run first: what they drop never reaches the hook
+    rules.write_text('rules:\n  - {name: pre, match: {custom: true, payload_prefix: "06"}, action: drop}\n')
     upstream = UpstreamNode(keys("b"))
-    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec",
+    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec", "--rules", rules,
                   "--custommsg-hook", f"{sys.executable} {script} {log}", "--hook-timeout", "500")
     a = proxy.dial(keys("a"), keys("b").node_id)
     b = upstream.wait_connection()
@@ -49,6 +51,7 @@ def test_custommsg_hook(lnrr, keys, procs, tmp_path):
     assert b.read_message() == msg(32769, b"\x04")
     assert 0.4 < time.monotonic() - start < 2.5
     assert b.read_message()[:2] == b"\x00\x12"
+    a.send_message(msg(32769, b"\x06"))                  # dropped by the rule, the hook never asked
     a.send_message(msg(32769, b"\x05"))                  # garbage answer: continues
     assert b.read_message() == msg(32769, b"\x05")
     b.send_message(msg(32771, b"\x02"))                  # the other direction: dropped
@@ -56,6 +59,8 @@ def test_custommsg_hook(lnrr, keys, procs, tmp_path):
     assert a.read_message() == msg(32771, b"\x01")
 
     requests = [json.loads(l) for l in log.read_text().splitlines()]
+    assert not any(r["payload"].endswith("06") for r in requests)
+    assert len(requests) == 7
     assert requests[0] == {"peer_id": keys("a").node_id, "direction": "a->b", "payload": "800101"}
     assert requests[-1]["peer_id"] == keys("b").node_id and requests[-1]["direction"] == "b->a"
     assert "timed out" in proxy.proc.stderr_text() and "not {" in proxy.proc.stderr_text()
