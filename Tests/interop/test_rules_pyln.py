@@ -102,6 +102,59 @@ rules:
     assert meta["rules_file"].endswith("rules.yaml") and len(meta["rules_sha256"]) == 64
 
 
+def test_every_matcher_through_the_proxy(lnrr, keys, procs, tmp_path):
+    """Each condition decides what b receives; one stream, read up to a sentinel, shows them all."""
+    keys("a"), keys("b")
+    a_id = keys("a").node_id
+    other = "02" + "11" * 32
+    proxy, a, b, _ = session(lnrr, keys, procs, tmp_path, f"""
+rules:
+  - {{name: dir, match: {{dir: b->a, type: 32771}}, action: drop}}
+  - {{name: number, match: {{type: [32773]}}, action: drop}}
+  - {{name: range, match: {{type: 33000-33010}}, action: drop}}
+  - {{name: parity, match: {{parity: even, custom: true, payload_prefix: "aa"}}, action: drop}}
+  - {{name: regex, match: {{custom: true, payload_regex: "^bb.*ff$"}}, action: drop}}
+  - {{name: every, match: {{type: 32785, every: 2}}, action: drop}}
+  - {{name: count, match: {{type: 32787, count: 1}}, action: drop}}
+  - {{name: gate, match: {{type: 32789}}, action: {{mark: gate}}}}
+  - {{name: after, match: {{type: 32791, after: gate}}, action: drop}}
+  - {{name: node-a, match: {{node: {{a: "{a_id}"}}, type: 32793}}, action: drop}}
+  - {{name: node-other, match: {{node: {{a: "{other}"}}, type: 32795}}, action: drop}}
+  - {{name: phase-now, match: {{phase: opening, type: 32797}}, action: drop}}
+  - {{name: phase-not, match: {{phase: [closing, closed], type: 32799}}, action: drop}}
+  - {{name: fields, match: {{type: ping, fields: {{num_pong_bytes: 7}}}}, action: {{replace: {{fields: {{num_pong_bytes: 9}}}}}}}}
+  - {{name: named-inject, match: {{type: 32801}}, action: {{inject: {{name: ping, fields: {{num_pong_bytes: 3, ignored: ""}}, when: before}}}}}}
+""")
+    a.send_message(INIT); assert b.read_message() == INIT
+    b.send_message(INIT); assert a.read_message() == INIT
+    sent = [
+        (msg(32771, b"a"), True),            # dir: only b->a is dropped
+        (msg(32773, b"n"), False),           # type by number
+        (msg(33005, b"r"), False), (msg(33011, b"r"), True),      # range, inclusive
+        (msg(32770, b"\xaa"), False), (msg(32769, b"\xaa"), True),  # parity
+        (msg(32769, b"\xbb\x01\xff"), False), (msg(32769, b"\xbb\x01\xfe"), True),  # regex
+        (msg(32785, b"1"), True), (msg(32785, b"2"), False), (msg(32785, b"3"), True), (msg(32785, b"4"), False),
+        (msg(32787, b"1"), False), (msg(32787, b"2"), True),      # count: at most once
+        (msg(32791, b"early"), True), (msg(32789, b""), True), (msg(32791, b"late"), False),  # after
+        (msg(32793, b""), False), (msg(32795, b""), True),        # node ids
+        (msg(32797, b""), False), (msg(32799, b""), True),        # phase before the message
+        (msg(18, b"\x00\x07\x00\x00"), None),                     # replaced by fields
+        (msg(32801, b"x"), None),                                 # a named ping injected before it
+    ]
+    for m, _ in sent:
+        a.send_message(m)
+    a.send_message(msg(32767 + 2, b"sentinel"))
+    got = []
+    while (m := b.read_message()) != msg(32769, b"sentinel"):
+        got.append(m)
+    expected = [m for m, passes in sent if passes]
+    expected += [msg(18, b"\x00\x09\x00\x00"), msg(18, b"\x00\x03\x00\x00"), msg(32801, b"x")]
+    assert got == expected
+    b.send_message(msg(32771, b"back"))      # dir: dropped this way
+    b.send_message(msg(32769, b"sentinel"))
+    assert a.read_message() == msg(32769, b"sentinel")
+
+
 def test_delay_keeps_order(lnrr, keys, procs, tmp_path):
     proxy, a, b, _ = session(lnrr, keys, procs, tmp_path, """
 rules:
