@@ -179,6 +179,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         let now = wallClockNanos()
         if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
         var decision: RuleDecision?
+        // The record the hook will be asked about: the replacement when a rule replaced the message.
+        var hookRecord = -1
         message.withUnsafeReadableBytes { bytes in
             let observation = phases.observe(bytes, direction: direction)
             var comments = observation.changes.isEmpty ? [] : observation.changes.map { "phase \($0.description)" }
@@ -199,8 +201,25 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                 publishMessage(Array(bytes), direction, action: decision?.forward == nil && decision != nil ? "dropped" : nil,
                                phaseChanges: observation.changes.map(\.description), annotations: decision?.annotations ?? [])
             }
-            guard let recorder else { return }
-            recorder.message(bytes, direction: direction, timestampNanos: now, comments: comments, deferWake: true)
+            guard recorder != nil else { return }
+            // `delivery:` comments let a replay tell what the receiver actually got (docs/recording-format.md).
+            if halted != nil || (decision != nil && decision!.forward == nil) {
+                comments.append("delivery: none")
+            } else if let d = decision, d.forward! != Array(bytes) {
+                comments.append("delivery: replaced")
+            } else if let d = decision, d.copies == 2 {
+                comments.append("delivery: twice")
+            }
+            // Messages injected before this one reach the receiver first, so they are recorded first.
+            for (injected, dir) in decision?.injectBefore ?? [] {
+                recordInjection(injected, dir, note: decision!.annotations)
+            }
+            let index = recordMessage(bytes, direction, timestampNanos: now, comments: comments, deferWake: true)
+            hookRecord = index
+            if let d = decision, let forward = d.forward, forward != Array(bytes) {
+                hookRecord = recordMessage(forward, direction, timestampNanos: now,
+                                           comments: ["delivery: replacement" + (d.copies == 2 ? ", twice" : ""), "replacement for #\(index)"])
+            }
         }
         guard closeReason == nil, halted == nil else { return }
         if let hook = context.configuration.customMessageHook {
@@ -209,7 +228,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                 && (decision == nil || decision?.forward != nil)
             if isCustom || hookRunning.contains(direction) || !(hookQueue[direction]?.isEmpty ?? true) {
                 // Order per direction is kept: everything behind a custom message waits for its hook.
-                hookQueue[direction, default: []].append((message, decision, isCustom))
+                hookQueue[direction, default: []].append((message, decision, isCustom, hookRecord))
                 pumpHook(direction, hook)
                 return
             }
@@ -227,11 +246,11 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
 
     // MARK: Custom message hook
 
-    private var hookQueue: [Direction: CircularBuffer<(ByteBuffer, RuleDecision?, Bool)>] = [:]
+    private var hookQueue: [Direction: CircularBuffer<(ByteBuffer, RuleDecision?, Bool, Int)>] = [:]
     private var hookRunning = Set<Direction>()
 
     private func pumpHook(_ direction: Direction, _ hook: CustomMessageHook) {
-        while !hookRunning.contains(direction), let (message, decision, isCustom) = hookQueue[direction]?.first {
+        while !hookRunning.contains(direction), let (message, decision, isCustom, record) = hookQueue[direction]?.first {
             guard closeReason == nil, halted == nil else { hookQueue[direction]?.removeAll(); return }
             guard isCustom else {
                 _ = hookQueue[direction]?.popFirst()
@@ -248,6 +267,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                     _ = self.hookQueue[direction]?.popFirst()
                     if let problem { self.logger.warning("custommsg hook ignored (message continues): \(problem)") }
                     var fields: [String: RecordingEventValue] = ["direction": .string(direction.rawValue)]
+                    if record >= 0 { fields["message"] = .int(record) }
                     switch verdict {
                     case .continue:
                         fields["result"] = .string(problem == nil ? "continue" : "continue (hook ignored: \(problem!))")
@@ -257,6 +277,10 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                     case .replace(let bytes):
                         fields["result"] = .string("replace")
                         fields["payload"] = .string(HexString.encode(bytes))
+                        if self.recorder != nil {
+                            self.recordMessage(bytes, direction, timestampNanos: wallClockNanos(),
+                                               comments: ["delivery: replacement", "replacement for #\(record) by the custommsg hook"])
+                        }
                         self.relay(ByteBufferAllocator().buffer(bytes: bytes), decision.map { d in
                             var d = d
                             if d.forward != nil { d.forward = bytes }
@@ -299,7 +323,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     }
 
     private func apply(_ decision: RuleDecision, original: ByteBuffer, direction: Direction) {
-        for (message, dir) in decision.injectBefore { inject(message, dir, note: decision.annotations) }
+        // Recorded when the matched message was (they precede it); only delivered here.
+        for (message, dir) in decision.injectBefore { inject(message, dir, note: decision.annotations, record: false) }
         if let forward = decision.forward {
             if decision.disconnect == .before { end(disconnectReason(.before)); return }
             let buffer = forward == Array(original.readableBytesView) ? original : ByteBufferAllocator().buffer(bytes: forward)
@@ -334,10 +359,9 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     }
 
     /// Sends a message lnrr made up, and records it as such.
-    func inject(_ message: [UInt8], _ direction: Direction, note: [String]) {
+    func inject(_ message: [UInt8], _ direction: Direction, note: [String], record: Bool = true) {
         let buffer = ByteBufferAllocator().buffer(bytes: message)
-        recorder?.message(message, direction: direction, timestampNanos: wallClockNanos(),
-                          comments: ["injected by lnrr"] + note.filter { $0.contains("injected") })
+        if record { recordInjection(message, direction, note: note) }
         publishMessage(message, direction, action: "injected")
         deliver(buffer, direction)
         handler(direction == .aToB ? .b : .a)?.flush()
@@ -515,6 +539,28 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             a?.resumeReadingIfAllowed()
             b?.resumeReadingIfAllowed()
         }
+    }
+
+    /// Messages recorded so far: the index the next one gets in the file (hook events refer to it).
+    private var recordedMessages = 0
+
+    @discardableResult
+    private func recordMessage(_ bytes: UnsafeRawBufferPointer, _ direction: Direction, timestampNanos: UInt64,
+                               comments: [String], deferWake: Bool = false) -> Int {
+        recorder?.message(bytes, direction: direction, timestampNanos: timestampNanos, comments: comments, deferWake: deferWake)
+        recordedMessages += 1
+        return recordedMessages - 1
+    }
+
+    @discardableResult
+    private func recordMessage(_ bytes: [UInt8], _ direction: Direction, timestampNanos: UInt64, comments: [String]) -> Int {
+        bytes.withUnsafeBytes { recordMessage($0, direction, timestampNanos: timestampNanos, comments: comments) }
+    }
+
+    private func recordInjection(_ message: [UInt8], _ direction: Direction, note: [String]) {
+        guard recorder != nil else { return }
+        recordMessage(message, direction, timestampNanos: wallClockNanos(),
+                      comments: ["injected by lnrr", "delivery: injected"] + note.filter { $0.contains("injected") })
     }
 
     private func recordEvent(_ event: RecordingEvent, at nanos: UInt64? = nil) {

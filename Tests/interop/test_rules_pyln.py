@@ -98,6 +98,15 @@ rules:
     assert 'rule "note": init seen' in notes[INIT.hex()]
     assert 'rule "no-first-ping": dropped' in notes[msg(18, b"\x00\x01\x00\x00").hex()]
     assert "injected by lnrr" in notes["8005aa"]
+    # What each receiver got, in the fixed form replay reads (docs/recording-format.md).
+    assert "delivery: none" in notes[msg(18, b"\x00\x01\x00\x00").hex()]
+    assert "delivery: twice" in notes[msg(32769, b"\x01x").hex()]
+    assert "delivery: replaced" in notes[msg(32769, b"\x02y").hex()]
+    order = [l["hex"] for l in lines if "hex" in l]
+    swapped = order.index(msg(32769, b"\x02y").hex())
+    assert order[swapped + 1] == "8003beef" and f"replacement for #{swapped}" in notes["8003beef"]
+    assert "delivery: injected" in notes["8005aa"]
+    assert order.index("8005aa") < order.index(msg(32769, b"\x03z").hex())   # it went first, so it is recorded first
     meta = json.loads(run(lnrr, "show", "--json", "--metadata", path).stdout.splitlines()[0])
     assert meta["rules_file"].endswith("rules.yaml") and len(meta["rules_sha256"]) == 64
 
