@@ -31,6 +31,7 @@ struct LNRR: AsyncParsableCommand {
             CtlCommand.self,
             PeerCommand.self,
             KeysCommand.self,
+            ReplayCommand.self,
         ]
     )
 }

@@ -1,0 +1,253 @@
+import LNTransport
+import LNTransportNIO
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Where the replay meets the live node.
+public enum ReplayEndpoint: Sendable {
+    /// Dial the live node (the usual way to play `a`).
+    case connect(PeerAddress)
+    /// Wait for the live node to dial (the usual way to play `b`).
+    case listen(HostPort)
+}
+
+/// Runs replay segments over real connections: one BOLT 8 connection per segment, reconnecting
+/// between them. All decisions are the `ReplayRunner`'s; this only moves bytes and timers.
+public final class ReplayDriver: @unchecked Sendable {  // state confined to the calling task
+    let options: ReplayOptions
+    let endpoint: ReplayEndpoint
+    let secret: NodeSecret
+    /// How long to wait for the TCP connection and the handshake (and, listening, for the live node to dial).
+    let connectTimeout: TimeAmount
+    let group: EventLoopGroup
+    /// Called for every report line, on an event loop thread, in order.
+    let onReport: @Sendable (StepOutcome) -> Void
+    /// Called once listening, with the bound address (useful with port 0).
+    let onListening: @Sendable (SocketAddress?) -> Void
+
+    public init(options: ReplayOptions, endpoint: ReplayEndpoint, secret: NodeSecret, connectTimeout: TimeAmount,
+                group: EventLoopGroup, onListening: @escaping @Sendable (SocketAddress?) -> Void = { _ in },
+                onReport: @escaping @Sendable (StepOutcome) -> Void) {
+        self.options = options
+        self.endpoint = endpoint
+        self.secret = secret
+        self.connectTimeout = connectTimeout
+        self.group = group
+        self.onListening = onListening
+        self.onReport = onReport
+    }
+
+    /// Plays every segment in turn. Throws `ReplayError.connection` when a connection cannot be
+    /// made or its handshake fails; divergences are reports, not errors.
+    public func run(_ segments: [ReplaySegment]) async throws {
+        var server: Channel?
+        let accepted = AcceptQueue()
+        defer { if let server { server.close(promise: nil) } }
+        if case .listen(let address) = endpoint {
+            let secret = self.secret
+            do {
+                server = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { channel in
+                        // One connection per segment; one that comes while none is awaited is turned away.
+                        guard let slot = accepted.take() else { return channel.close() }
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandlers([
+                                BOLT8Handler(role: .responder, localSecret: secret), slot,
+                            ])
+                        }
+                    }
+                    .bind(host: address.host, port: address.port)
+                    .get()
+            } catch {
+                throw ReplayError.connection("cannot listen on \(address): \(error)")
+            }
+            onListening(server?.localAddress)
+        }
+        var stepNumber = 1
+        var previousEnd: UInt64?
+        for (index, segment) in segments.enumerated() {
+            if let previousEnd, let start = segment.metadata?.startedNanos, start > previousEnd {
+                // Keep the recorded pause between the sessions, as the timing option says.
+                let gap = start - previousEnd
+                let wait: UInt64 = switch options.timing {
+                case .fast: 0
+                case .recorded: gap
+                case .scaled(let x): UInt64(Double(gap) * x)
+                }
+                if wait > 0 { try? await Task.sleep(nanoseconds: min(wait, 60_000_000_000)) }
+            }
+            let runner = ReplayRunner(segment: segment, segmentIndex: index, firstStepNumber: stepNumber, options: options)
+            try await play(runner, accepted: accepted)
+            stepNumber += segment.steps.count
+            previousEnd = segment.endNanos
+        }
+    }
+
+    private func play(_ runner: ReplayRunner, accepted: AcceptQueue) async throws {
+        let loop = group.next()
+        let done = loop.makePromise(of: Void.self)
+        let handler = ReplayChannelHandler(runner: runner, handshakeTimeout: connectTimeout, onReport: onReport, done: done)
+        let timeout = connectTimeout
+        switch endpoint {
+        case .connect(let address):
+            let secret = self.secret
+            do {
+                _ = try await ClientBootstrap(group: loop)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connectTimeout(timeout)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandlers([
+                                BOLT8Handler(role: .initiator(remote: address.nodeID), localSecret: secret), handler,
+                            ])
+                        }
+                    }
+                    .connect(host: address.host, port: address.port)
+                    .get()
+            } catch {
+                throw ReplayError.connection("cannot connect to \(address.hostPort): \(error)")
+            }
+        case .listen(let address):
+            accepted.offer(handler)
+            // Give up if the live node does not dial in time.
+            let giveUp = loop.scheduleTask(in: timeout) {
+                if accepted.withdraw(handler) {
+                    done.fail(ReplayError.connection("no connection on \(address) within \(timeout.nanoseconds / 1_000_000_000) s"))
+                }
+            }
+            done.futureResult.whenComplete { _ in giveUp.cancel() }
+        }
+        try await done.futureResult.get()
+    }
+}
+
+/// Handlers waiting for the next accepted connection.
+final class AcceptQueue: @unchecked Sendable {
+    private let slots = NIOLockedValueBox<[ReplayChannelHandler]>([])
+
+    func offer(_ handler: ReplayChannelHandler) { slots.withLockedValue { $0.append(handler) } }
+
+    func take() -> ReplayChannelHandler? {
+        slots.withLockedValue { $0.isEmpty ? nil : $0.removeFirst() }
+    }
+
+    func withdraw(_ handler: ReplayChannelHandler) -> Bool {
+        slots.withLockedValue { slots in
+            guard let i = slots.firstIndex(where: { $0 === handler }) else { return false }
+            slots.remove(at: i)
+            return true
+        }
+    }
+}
+
+/// Feeds one connection's events to a `ReplayRunner` and carries out its actions.
+final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  // used on one event loop
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var runner: ReplayRunner
+    private let onReport: @Sendable (StepOutcome) -> Void
+    private let done: EventLoopPromise<Void>
+    private var context: ChannelHandlerContext?
+    private var established = false
+    private var settled = false
+    private var failure: String?
+    private let handshakeTimeout: TimeAmount
+    private var handshakeTask: Scheduled<Void>?
+
+    init(runner: ReplayRunner, handshakeTimeout: TimeAmount, onReport: @escaping @Sendable (StepOutcome) -> Void,
+         done: EventLoopPromise<Void>) {
+        self.runner = runner
+        self.handshakeTimeout = handshakeTimeout
+        self.onReport = onReport
+        self.done = done
+    }
+
+    private static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let timeout = handshakeTimeout
+        handshakeTask = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            guard let self, !self.established else { return }
+            self.failure = "the BOLT 8 handshake did not complete within \(timeout.nanoseconds / 1_000_000) ms"
+            self.context?.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? BOLT8Event, case .handshakeCompleted = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        established = true
+        handshakeTask?.cancel()
+        perform(runner.start(now: Self.now()))
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        perform(runner.received(Array(buffer.readableBytesView), now: Self.now()))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if failure == nil { failure = "\(error)" }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTask?.cancel()
+        if established {
+            perform(runner.connectionClosed(now: Self.now(), detail: failure.map { "the connection failed: \($0)" }))
+            settle(nil)
+        } else {
+            settle(ReplayError.connection("the connection ended before the BOLT 8 handshake completed" + (failure.map { ": \($0)" } ?? "")))
+        }
+        context.fireChannelInactive()
+    }
+
+    private func perform(_ actions: [RunnerAction]) {
+        guard let context else { return }
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .send(let bytes):
+                var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                context.write(wrapOutboundIn(buffer), promise: nil)
+                wrote = true
+            case .close:
+                if wrote { context.flush(); wrote = false }
+                context.close(promise: nil)
+            case .wake(let at):
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at)) {
+                    loopBound.value.perform(loopBound.value.runner.tick(now: Self.now()))
+                }
+            case .report(let outcome):
+                onReport(outcome)
+            case .finished:
+                break
+            }
+        }
+        if wrote { context.flush() }
+        if runner.isFinished && context.channel.isActive {
+            context.close(promise: nil)
+        }
+    }
+
+    private func wrapOutboundIn(_ buffer: ByteBuffer) -> NIOAny { wrapOutboundOut(buffer) }
+
+    private func settle(_ error: Error?) {
+        guard !settled else { return }
+        settled = true
+        if let error { done.fail(error) } else { done.succeed(()) }
+    }
+}

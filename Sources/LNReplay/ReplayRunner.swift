@@ -1,0 +1,445 @@
+import LNRules
+import LNWire
+
+/// When replayed messages are sent.
+public enum ReplayTiming: Sendable, Equatable, CustomStringConvertible {
+    /// Keep the recorded gap between a step and the one before it.
+    case recorded
+    /// Send as soon as the expected input has arrived.
+    case fast
+    /// The recorded gaps multiplied by this factor (`scale:0.5` is twice as fast).
+    case scaled(Double)
+
+    /// Parses `recorded`, `fast` or `scale:X`.
+    public init(parsing text: String) throws {
+        switch text {
+        case "recorded": self = .recorded
+        case "fast": self = .fast
+        default:
+            guard text.hasPrefix("scale:"), let x = Double(text.dropFirst(6)), x >= 0, x.isFinite else {
+                throw ReplayError.usage("--timing must be recorded, fast or scale:X with X a number of 0 or more (got '\(text)')")
+            }
+            self = .scaled(x)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .recorded: "recorded"
+        case .fast: "fast"
+        case .scaled(let x): "scale:\(x)"
+        }
+    }
+}
+
+/// Everything a replay is asked to do, apart from where to connect.
+public struct ReplayOptions: Sendable {
+    public var side: ReplaySide
+    public var matcher: MessageMatcher
+    public var timing: ReplayTiming
+    /// How long to wait for each expected message (and for an expected close).
+    public var timeoutNanos: UInt64
+    /// Types neither sent nor expected; pings among them are answered by lnrr itself.
+    public var ignore: TypeFilter
+    public var rules: RuleSet?
+
+    public init(side: ReplaySide, matcher: MessageMatcher, timing: ReplayTiming, timeoutNanos: UInt64,
+                ignore: TypeFilter, rules: RuleSet?) {
+        self.side = side
+        self.matcher = matcher
+        self.timing = timing
+        self.timeoutNanos = timeoutNanos
+        self.ignore = ignore
+        self.rules = rules
+    }
+}
+
+/// One line of a replay report.
+public struct StepOutcome: Sendable, Equatable {
+    public enum Result: String, Sendable {
+        /// lnrr sent a recorded message.
+        case sent
+        /// The live node sent what the recording says it sent.
+        case matched
+        /// The live node sent the expected type with different content (`fields`/`exact`).
+        case diverged
+        /// The live node did not send the expected message (or did not close) in time.
+        case missing
+        /// The live node sent something the recording does not have here.
+        case unexpected
+        /// A replay rule kept a message from being sent or from being matched.
+        case dropped
+        /// A replay rule sent a message of its own.
+        case injected
+        /// lnrr closed the connection, as the recording ends.
+        case closed
+        /// Steps the replay did not get to, after it stopped.
+        case notRun = "not-run"
+    }
+
+    /// The step's number over the whole replay (from 1); nil for lines that are not steps.
+    public var step: Int?
+    /// Which recording (from 0) when several are replayed with reconnects.
+    public var segment: Int
+    public var result: Result
+    public var direction: Direction
+    /// The message involved (type and payload); empty for closes and summaries.
+    public var bytes: [UInt8]
+    /// The recorded message's index in its file.
+    public var recordIndex: Int?
+    /// Since the connection came up.
+    public var elapsedNanos: UInt64
+    public var detail: String?
+
+    /// Whether this line means the live node did not behave as recorded.
+    public var isDivergence: Bool { result == .diverged || result == .missing || result == .unexpected || result == .notRun }
+    public var type: UInt16? { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil }
+}
+
+/// What the runner asks its driver to do.
+public enum RunnerAction: Sendable, Equatable {
+    case send([UInt8])
+    case close
+    /// Call `tick` at this monotonic time (nanoseconds) or later.
+    case wake(atNanos: UInt64)
+    case report(StepOutcome)
+    /// The segment is over; no further actions will come.
+    case finished
+}
+
+/// Plays one recorded session against a live node: an I/O-free state machine fed with what the
+/// connection does and the time, answering with actions. The NIO driver only moves bytes and
+/// timers, so every decision here is testable without sockets.
+public struct ReplayRunner {
+    public let segment: ReplaySegment
+    public let segmentIndex: Int
+    public let options: ReplayOptions
+    /// The number the first step of this segment gets in the report.
+    public let firstStepNumber: Int
+
+    private var next = 0
+    private var inbox: [(bytes: [UInt8], at: UInt64)] = []
+    private var started: UInt64 = 0
+    /// The real and recorded times of the last completed step: the recorded gap is kept from there.
+    private var anchorReal: UInt64 = 0
+    private var anchorRecorded: UInt64 = 0
+    private var waitingSince: UInt64?
+    private var peerClosed = false
+    private var peerCloseDetail = "the live node closed the connection"
+    private var weClosed = false
+    public private(set) var isFinished = false
+
+    private var engine: RuleEngine?
+    private var phases = PhaseTracker()
+    /// A rule decided about the next send and asked for a delay: the decision waits with it.
+    private var pendingDecision: (decision: RuleDecision, until: UInt64)?
+
+    public init(segment: ReplaySegment, segmentIndex: Int, firstStepNumber: Int, options: ReplayOptions) {
+        self.segment = segment
+        self.segmentIndex = segmentIndex
+        self.firstStepNumber = firstStepNumber
+        self.options = options
+        engine = options.rules.map { RuleEngine(rules: $0) }
+    }
+
+    // MARK: Inputs
+
+    /// The BOLT 8 handshake completed at `now`.
+    public mutating func start(now: UInt64) -> [RunnerAction] {
+        started = now
+        anchorReal = now
+        anchorRecorded = segment.steps.first?.timestampNanos ?? 0
+        var actions: [RunnerAction] = []
+        advance(now: now, &actions)
+        return actions
+    }
+
+    /// The live node sent a message.
+    public mutating func received(_ bytes: [UInt8], now: UInt64) -> [RunnerAction] {
+        var actions: [RunnerAction] = []
+        guard !isFinished else { return actions }
+        guard bytes.count >= 2 else {
+            report(.unexpected, options.side.receiving, bytes, nil, now, "a message shorter than its 2-byte type", &actions)
+            return actions
+        }
+        let type = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        if options.ignore.contains(type) {
+            // Keep the connection alive the way the node we stand in for would have.
+            if type == 18, let pong = Self.pong(for: bytes) { actions.append(.send(pong)) }
+            return actions
+        }
+        var message = bytes
+        if engine != nil {
+            let decision = decide(bytes, direction: options.side.receiving)
+            for (injected, direction) in decision.injectBefore + decision.injectAfter {
+                inject(injected, direction, now, &actions)
+            }
+            if let kind = decision.disconnect, kind != .drop {
+                report(.closed, options.side.sending, [], nil, now, "a replay rule disconnected (\(kind.rawValue)): " + decision.annotations.joined(separator: "; "), &actions)
+                stop(now, because: "a replay rule ended the connection", &actions)
+                return actions
+            }
+            guard let forward = decision.forward else {
+                report(.dropped, options.side.receiving, bytes, nil, now, decision.annotations.joined(separator: "; "), &actions)
+                return actions
+            }
+            message = forward
+        }
+        inbox.append((message, now))
+        advance(now: now, &actions)
+        return actions
+    }
+
+    /// The live node closed the connection (or it failed: `detail` says how).
+    public mutating func connectionClosed(now: UInt64, detail: String? = nil) -> [RunnerAction] {
+        var actions: [RunnerAction] = []
+        guard !isFinished, !weClosed else { return actions }
+        peerClosed = true
+        if let detail { peerCloseDetail = detail }
+        advance(now: now, &actions)
+        return actions
+    }
+
+    /// A `wake` time has come.
+    public mutating func tick(now: UInt64) -> [RunnerAction] {
+        var actions: [RunnerAction] = []
+        guard !isFinished else { return actions }
+        advance(now: now, &actions)
+        return actions
+    }
+
+    // MARK: Stepping
+
+    private mutating func advance(now: UInt64, _ actions: inout [RunnerAction]) {
+        while !isFinished {
+            guard next < segment.steps.count else {
+                finish(&actions)
+                return
+            }
+            let step = segment.steps[next]
+            switch step.kind {
+            case .send:
+                if peerClosed {
+                    stop(now, because: peerCloseDetail + " before this message could be sent", &actions)
+                    return
+                }
+                let due = dueTime(step)
+                if now < due {
+                    actions.append(.wake(atNanos: due))
+                    return
+                }
+                guard send(step, now: now, &actions) else { return }
+                complete(step, at: now)
+            case .expect:
+                var matched = false
+                while !matched, !inbox.isEmpty {
+                    let (bytes, at) = inbox.removeFirst()
+                    if MessageMatcher.type(bytes) == step.type {
+                        let difference = options.matcher.difference(expected: step.bytes, got: bytes)
+                        report(difference == nil ? .matched : .diverged, step.direction, bytes, step, at, difference, &actions)
+                        complete(step, at: at)
+                        matched = true
+                    } else {
+                        report(.unexpected, step.direction, bytes, nil, at, "while waiting for \(describe(step.bytes))", &actions)
+                    }
+                }
+                if !matched && !waitFor(step, now: now, &actions) { return }
+            case .expectClose:
+                drainUnexpected(&actions, waitingFor: "the live node to close the connection")
+                if peerClosed {
+                    report(.matched, step.direction, [], step, now, "the live node closed the connection, as recorded", &actions)
+                    complete(step, at: now)
+                } else if !waitFor(step, now: now, &actions) {
+                    return
+                }
+            case .close:
+                drainUnexpected(&actions, waitingFor: "the end of the recording")
+                if peerClosed {
+                    // The recording has us close here; the live node closing first is the same ending
+                    // seen a moment earlier (it would have closed on its own in the recording too).
+                    report(.closed, step.direction, [], step, now, peerCloseDetail + " first", &actions)
+                    complete(step, at: now)
+                    continue
+                }
+                let due = dueTime(step)
+                if now < due {
+                    actions.append(.wake(atNanos: due))
+                    return
+                }
+                weClosed = true
+                actions.append(.close)
+                report(.closed, step.direction, [], step, now, segment.truncated ? "end of a truncated recording" : "as recorded", &actions)
+                complete(step, at: now)
+            }
+        }
+    }
+
+    /// Waits for `step`; false when the caller must return and wait, true when the step was
+    /// settled here (reported missing, which stops the replay).
+    private mutating func waitFor(_ step: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
+        let what = step.kind == .expectClose ? "the close" : describe(step.bytes)
+        if peerClosed && step.kind == .expect {
+            report(.missing, step.direction, step.bytes, step, now, peerCloseDetail + " before sending it", &actions)
+            next += 1
+            stop(now, because: "a recorded message did not come", &actions)
+            return false
+        }
+        let since = waitingSince ?? now
+        waitingSince = since
+        let deadline = since + options.timeoutNanos
+        if now >= deadline {
+            report(.missing, step.direction, step.kind == .expect ? step.bytes : [], step, now,
+                   "no \(what) within \(options.timeoutNanos / 1_000_000) ms", &actions)
+            next += 1
+            stop(now, because: "a recorded message did not come", &actions)
+            return false
+        }
+        actions.append(.wake(atNanos: deadline))
+        return false
+    }
+
+    private mutating func complete(_ step: ReplayStep, at time: UInt64) {
+        anchorReal = time
+        anchorRecorded = step.timestampNanos
+        waitingSince = nil
+        next += 1
+    }
+
+    private func dueTime(_ step: ReplayStep) -> UInt64 {
+        let gap = step.timestampNanos > anchorRecorded ? step.timestampNanos - anchorRecorded : 0
+        switch options.timing {
+        case .fast: return anchorReal
+        case .recorded: return anchorReal + gap
+        case .scaled(let x): return anchorReal + UInt64(Double(gap) * x)
+        }
+    }
+
+    /// Sends a step's message through the replay rules; false when the step must wait (a delay).
+    private mutating func send(_ step: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
+        guard engine != nil else {
+            actions.append(.send(step.bytes))
+            report(.sent, step.direction, step.bytes, step, now, step.note, &actions)
+            return true
+        }
+        let decision: RuleDecision
+        if let pending = pendingDecision {
+            guard now >= pending.until else {
+                actions.append(.wake(atNanos: pending.until))
+                return false
+            }
+            decision = pending.decision
+            pendingDecision = nil
+        } else {
+            decision = decide(step.bytes, direction: step.direction)
+            if decision.delayMilliseconds > 0 {
+                pendingDecision = (decision, now + UInt64(decision.delayMilliseconds) * 1_000_000)
+                actions.append(.wake(atNanos: pendingDecision!.until))
+                return false
+            }
+        }
+        let note = ([step.note].compactMap { $0 } + decision.annotations).joined(separator: "; ")
+        for (message, direction) in decision.injectBefore { inject(message, direction, now, &actions) }
+        if decision.disconnect == .before || decision.disconnect == .blackhole {
+            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
+            next += 1
+            halt(decision.disconnect!, now, &actions)
+            return false
+        }
+        if let forward = decision.forward {
+            for _ in 0..<decision.copies { actions.append(.send(forward)) }
+            report(.sent, step.direction, forward, step, now, note.isEmpty ? nil : note, &actions)
+        } else {
+            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
+        }
+        for (message, direction) in decision.injectAfter { inject(message, direction, now, &actions) }
+        if let kind = decision.disconnect, kind != .drop {
+            next += 1
+            halt(kind, now, &actions)
+            return false
+        }
+        return true
+    }
+
+    private mutating func decide(_ bytes: [UInt8], direction: Direction) -> RuleDecision {
+        let observation = phases.observe(bytes, direction: direction)
+        let type = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        guard engine!.mayApply(to: type) else { return .forward(bytes) }
+        let context = MessageContext(direction: direction, bytes: bytes, phaseBefore: observation.before, phaseAfter: observation.after,
+                                     changes: observation.changes.map { ($0.from, $0.to) },
+                                     nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB)
+        return engine!.decide(context)
+    }
+
+    private mutating func inject(_ message: [UInt8], _ direction: Direction, _ now: UInt64, _ actions: inout [RunnerAction]) {
+        guard direction == options.side.sending else {
+            report(.dropped, direction, message, nil, now,
+                   "a replay rule injects \(direction.rawValue), but lnrr plays \(options.side.rawValue) and cannot send as the live node", &actions)
+            return
+        }
+        // Injections are part of the replayed traffic: the phases see them as the node will.
+        _ = phases.observe(message, direction: direction)
+        actions.append(.send(message))
+        report(.injected, direction, message, nil, now, "by a replay rule", &actions)
+    }
+
+    /// A disconnect rule ended the replay: `before`/`after` close, `blackhole`/`stall` just stop.
+    private mutating func halt(_ kind: DisconnectKind, _ now: UInt64, _ actions: inout [RunnerAction]) {
+        report(.closed, options.side.sending, [], nil, now, "a replay rule: disconnect \(kind.rawValue) (\(kind.symbol))", &actions)
+        stop(now, because: "a replay rule ended the connection", &actions)
+    }
+
+    private mutating func drainUnexpected(_ actions: inout [RunnerAction], waitingFor: String) {
+        while !inbox.isEmpty {
+            let (bytes, at) = inbox.removeFirst()
+            report(.unexpected, options.side.receiving, bytes, nil, at, "while waiting for \(waitingFor)", &actions)
+        }
+    }
+
+    /// Ends the segment early: the steps left are reported as not run, in one line.
+    private mutating func stop(_ now: UInt64, because why: String, _ actions: inout [RunnerAction]) {
+        let remaining = segment.steps.count - next
+        if remaining > 0 {
+            let first = firstStepNumber + next
+            let range = remaining == 1 ? "step \(first)" : "steps \(first)-\(first + remaining - 1)"
+            actions.append(.report(StepOutcome(step: first, segment: segmentIndex, result: .notRun, direction: options.side.sending,
+                                               bytes: [], recordIndex: nil, elapsedNanos: now &- started,
+                                               detail: "\(range) not run: \(why)")))
+        }
+        if !peerClosed && !weClosed {
+            weClosed = true
+            actions.append(.close)
+        }
+        finish(&actions)
+    }
+
+    private mutating func finish(_ actions: inout [RunnerAction]) {
+        guard !isFinished else { return }
+        isFinished = true
+        actions.append(.finished)
+    }
+
+    private func report(_ result: StepOutcome.Result, _ direction: Direction, _ bytes: [UInt8], _ step: ReplayStep?,
+                        _ at: UInt64, _ detail: String?, _ actions: inout [RunnerAction]) {
+        // Steps are reported before `next` moves past them.
+        let number = step == nil ? nil : firstStepNumber + next
+        actions.append(.report(StepOutcome(step: number, segment: segmentIndex, result: result, direction: direction, bytes: bytes,
+                                           recordIndex: step?.recordIndex, elapsedNanos: at &- started, detail: detail)))
+    }
+
+    private func describe(_ bytes: [UInt8]) -> String {
+        MessageMatcher.type(bytes).map(describeType) ?? "a message"
+    }
+
+    /// BOLT 1: a pong carries `num_pong_bytes` zero bytes; 65532 or more asks for no pong.
+    static func pong(for ping: [UInt8]) -> [UInt8]? {
+        guard ping.count >= 4 else { return nil }
+        let n = Int(ping[2]) << 8 | Int(ping[3])
+        guard n < 65532 else { return nil }
+        return [0, 19, UInt8(n >> 8), UInt8(n & 0xff)] + [UInt8](repeating: 0, count: n)
+    }
+}
+
+/// A message type as reports show it: its BOLT name, or its kind and number.
+public func describeType(_ type: UInt16) -> String {
+    MessageCatalogue.name(of: type) ?? "\(MessageCatalogue.kind(of: type).rawValue) \(type)"
+}
