@@ -112,6 +112,7 @@ let package = Package(
         .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
         .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
         .testTarget(name: "LNRulesTests", dependencies: ["LNRules", "LNWire"]),
+        .testTarget(name: "LNReplayTests", dependencies: ["LNReplay", "LNRecording", "LNRules", "LNWire"], swiftSettings: nioGlue),
         .testTarget(
             name: "LNTransportNIOTests",
             dependencies: [
