@@ -116,3 +116,48 @@ def test_replay_as_b_against_a_live_funder(lnrr, tmp_path):
     assert a["end"]["result"] == "error received: closingd: unexpected message 32769", a
     # The custom message was lnrr's own injection, not a's: it is not expected from the live funder.
     assert not any(l.get("type") == 32769 for l in report)
+
+
+def test_progress_bar_and_colour_only_on_a_terminal(lnrr, tmp_path):
+    import os
+    import pty
+    import select
+
+    def replay_with(stdout_is_tty):
+        ids = scenario.make_keys(tmp_path / f"keys{stdout_is_tty}")
+        fundee = scenario.start_node("fundee", tmp_path / f"keys{stdout_is_tty}" / "b.key", "--listen", "127.0.0.1:0")
+        port = scenario.first_line(fundee)["port"]
+        args = [lnrr, "replay", str(EXAMPLE), "--as", "a", "--connect", f"{ids['b']}@127.0.0.1:{port}",
+                "--key", str(tmp_path / f"keys{stdout_is_tty}" / "a.key"), "--timing", "fast"]
+        if not stdout_is_tty:
+            r = subprocess.run(args, capture_output=True, timeout=60)
+            scenario.finish(fundee)
+            return r.returncode, r.stdout + r.stderr
+        master, slave = pty.openpty()
+        p = subprocess.Popen(args, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"})
+        os.close(slave)
+        out = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        code = p.wait(timeout=30)
+        os.close(master)
+        scenario.finish(fundee)
+        return code, out
+
+    code, out = replay_with(True)
+    assert code == 0, out
+    assert b"/23 steps" in out and b"[####" in out      # the bar, drawn on the terminal
+    assert b"\x1b[32m" in out                            # matched lines in green
+    code, out = replay_with(False)
+    assert code == 0, out
+    assert b"/23 steps" not in out
+    assert b"\x1b[" not in out and b"\r" not in out
