@@ -71,12 +71,7 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
         for (index, segment) in segments.enumerated() {
             if let previousEnd, let start = segment.metadata?.startedNanos, start > previousEnd {
                 // Keep the recorded pause between the sessions, as the timing option says.
-                let gap = start - previousEnd
-                let wait: UInt64 = switch options.timing {
-                case .fast: 0
-                case .recorded: gap
-                case .scaled(let x): UInt64(Double(gap) * x)
-                }
+                let wait = options.timing.wait(forRecordedGap: start - previousEnd)
                 if wait > 0 { try? await Task.sleep(nanoseconds: min(wait, 60_000_000_000)) }
             }
             let runner = ReplayRunner(segment: segment, segmentIndex: index, firstStepNumber: stepNumber, options: options)

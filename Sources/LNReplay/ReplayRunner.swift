@@ -23,6 +23,15 @@ public enum ReplayTiming: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// How long to wait for a recorded gap of `nanos`.
+    public func wait(forRecordedGap nanos: UInt64) -> UInt64 {
+        switch self {
+        case .fast: 0
+        case .recorded: nanos
+        case .scaled(let x): UInt64(Double(nanos) * x)
+        }
+    }
+
     public var description: String {
         switch self {
         case .recorded: "recorded"
@@ -307,11 +316,7 @@ public struct ReplayRunner {
 
     private func dueTime(_ step: ReplayStep) -> UInt64 {
         let gap = step.timestampNanos > anchorRecorded ? step.timestampNanos - anchorRecorded : 0
-        switch options.timing {
-        case .fast: return anchorReal
-        case .recorded: return anchorReal + gap
-        case .scaled(let x): return anchorReal + UInt64(Double(gap) * x)
-        }
+        return anchorReal + options.timing.wait(forRecordedGap: gap)
     }
 
     /// Sends a step's message through the replay rules; false when the step must wait (a delay).
