@@ -42,23 +42,20 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
     /// made or its handshake fails; divergences are reports, not errors.
     public func run(_ segments: [ReplaySegment]) async throws {
         var server: Channel?
-        let accepted = AcceptQueue()
+        let secret = self.secret
+        let accepted = AcceptQueue { channel, handler in
+            // A parked connection is attached from the replay's task, off its event loop: hop onto it.
+            channel.eventLoop.submit {
+                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: secret), handler])
+            }
+        }
         defer { if let server { server.close(promise: nil) } }
         if case .listen(let address) = endpoint {
-            let secret = self.secret
             do {
                 server = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelInitializer { channel in
-                        // One connection per segment; one that comes while none is awaited is turned away.
-                        guard let slot = accepted.take() else { return channel.close() }
-                        return channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandlers([
-                                BOLT8Handler(role: .responder, localSecret: secret), slot,
-                            ])
-                        }
-                    }
+                    .childChannelInitializer { channel in accepted.arrived(channel) }
                     .bind(host: address.host, port: address.port)
                     .get()
             } catch {
@@ -119,20 +116,55 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
     }
 }
 
-/// Handlers waiting for the next accepted connection.
+/// Pairs accepted connections with the segments waiting for them, in order. A live node that
+/// reconnects before lnrr has finished the previous segment is parked, unread, until the next
+/// segment is ready for it; more than one such early connection is turned away.
 final class AcceptQueue: @unchecked Sendable {
-    private let slots = NIOLockedValueBox<[ReplayChannelHandler]>([])
+    private struct State {
+        var waiting: [ReplayChannelHandler] = []
+        var parked: [Channel] = []
+    }
+    private let state = NIOLockedValueBox(State())
+    private let attach: @Sendable (Channel, ReplayChannelHandler) -> EventLoopFuture<Void>
 
-    func offer(_ handler: ReplayChannelHandler) { slots.withLockedValue { $0.append(handler) } }
+    init(attach: @escaping @Sendable (Channel, ReplayChannelHandler) -> EventLoopFuture<Void>) {
+        self.attach = attach
+    }
 
-    func take() -> ReplayChannelHandler? {
-        slots.withLockedValue { $0.isEmpty ? nil : $0.removeFirst() }
+    /// A connection was accepted.
+    func arrived(_ channel: Channel) -> EventLoopFuture<Void> {
+        enum Next { case attach(ReplayChannelHandler), park, refuse }
+        let next: Next = state.withLockedValue { s in
+            if !s.waiting.isEmpty { return .attach(s.waiting.removeFirst()) }
+            if s.parked.isEmpty { s.parked.append(channel); return .park }
+            return .refuse
+        }
+        switch next {
+        case .attach(let handler): return attach(channel, handler)
+        case .refuse: return channel.close()
+        case .park:
+            // Not read until a segment takes it, so the handshake bytes wait in the kernel.
+            return channel.setOption(.autoRead, value: false)
+        }
+    }
+
+    /// A segment is ready for its connection.
+    func offer(_ handler: ReplayChannelHandler) {
+        let parked: Channel? = state.withLockedValue { s in
+            if !s.parked.isEmpty { return s.parked.removeFirst() }
+            s.waiting.append(handler)
+            return nil
+        }
+        guard let channel = parked else { return }
+        attach(channel, handler).whenSuccess {
+            channel.setOption(.autoRead, value: true).whenSuccess { channel.read() }
+        }
     }
 
     func withdraw(_ handler: ReplayChannelHandler) -> Bool {
-        slots.withLockedValue { slots in
-            guard let i = slots.firstIndex(where: { $0 === handler }) else { return false }
-            slots.remove(at: i)
+        state.withLockedValue { s in
+            guard let i = s.waiting.firstIndex(where: { $0 === handler }) else { return false }
+            s.waiting.remove(at: i)
             return true
         }
     }

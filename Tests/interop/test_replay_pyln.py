@@ -351,3 +351,43 @@ def test_usage_and_connection_errors_exit_2(lnrr, keys, procs, tmp_path):
         r = run(lnrr, "replay", *args, check=False)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert message in r.stderr, (args, r.stderr)
+
+
+def test_listening_replay_of_several_recordings_takes_one_connection_each(lnrr, keys, procs, tmp_path):
+    keys("a"), keys("b")
+    upstream = UpstreamNode(keys("b"))
+    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
+    for n in (1, 2):
+        a = proxy.dial(keys("a"), keys("b").node_id)
+        b = upstream.wait_connection(n)
+        a.send_message(INIT); assert b.read_message() == INIT
+        b.send_message(INIT); assert a.read_message() == INIT
+        b.send_message(msg(32771, bytes([n]))); assert a.read_message() == msg(32771, bytes([n]))
+        a.connection.close()
+        time.sleep(0.3)
+    proxy.stop()
+    p = procs(lnrr, "replay", *recordings(tmp_path / "rec"), "--as", "b", "--listen", "127.0.0.1:0",
+              "--key", keys("b").path, "--json", "--timing", "fast")
+    p.wait_lines(lambda ls: any('"listening"' in l for l in ls))
+    port = int([l for l in p.json_lines() if l.get("event") == "listening"][0]["address"].rsplit(":", 1)[1])
+    dial = lambda: connect(keys("a").priv, PublicKey(bytes.fromhex(keys("b").node_id)), "127.0.0.1", port)
+    first = dial()
+    first.send_message(INIT)
+    assert first.read_message() == INIT and first.read_message() == msg(32771, b"\x01")
+    # a reconnects before lnrr has seen the first connection end: the early connection must wait
+    # for the second session, not be turned away. Its handshake blocks until then, so dial aside.
+    second = {}
+    dialer = threading.Thread(target=lambda: second.setdefault("conn", dial()), daemon=True)
+    dialer.start()
+    time.sleep(0.3)
+    assert dialer.is_alive()            # parked: lnrr is still in the first session
+    first.connection.close()
+    dialer.join(timeout=10)
+    a = second["conn"]
+    a.send_message(INIT)
+    assert a.read_message() == INIT and a.read_message() == msg(32771, b"\x02")
+    a.connection.close()
+    assert p.wait(timeout=30) == 0, p.lines
+    lines = p.json_lines()
+    assert lines[-1]["verdict"] == "matched"
+    assert [l["segment"] for l in steps(lines)] == [0, 0, 0, 0, 1, 1, 1, 1]
