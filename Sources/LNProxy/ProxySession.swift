@@ -203,12 +203,14 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             }
             guard recorder != nil else { return }
             // `delivery:` comments let a replay tell what the receiver actually got (docs/recording-format.md).
+            // The bytes the receiver gets instead of these, when a rule replaced them.
+            let replacement = decision?.forward.flatMap { $0.elementsEqual(bytes) ? nil : $0 }
             if halted != nil || (decision != nil && decision!.forward == nil) {
-                comments.append("delivery: none")
-            } else if let d = decision, d.forward! != Array(bytes) {
-                comments.append("delivery: replaced")
-            } else if let d = decision, d.copies == 2 {
-                comments.append("delivery: twice")
+                comments.append(DeliveryNote.none.comment)
+            } else if replacement != nil {
+                comments.append(DeliveryNote.replaced.comment)
+            } else if decision?.copies == 2 {
+                comments.append(DeliveryNote.twice.comment)
             }
             // Messages injected before this one reach the receiver first, so they are recorded first.
             for (injected, dir) in decision?.injectBefore ?? [] {
@@ -216,9 +218,9 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             }
             let index = recordMessage(bytes, direction, timestampNanos: now, comments: comments, deferWake: true)
             hookRecord = index
-            if let d = decision, let forward = d.forward, forward != Array(bytes) {
-                hookRecord = recordMessage(forward, direction, timestampNanos: now,
-                                           comments: ["delivery: replacement" + (d.copies == 2 ? ", twice" : ""), "replacement for #\(index)"])
+            if let replacement {
+                let note: DeliveryNote = decision!.copies == 2 ? .replacementTwice : .replacement
+                hookRecord = recordMessage(replacement, direction, timestampNanos: now, comments: [note.comment, "replacement for #\(index)"])
             }
         }
         guard closeReason == nil, halted == nil else { return }
@@ -279,7 +281,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                         fields["payload"] = .string(HexString.encode(bytes))
                         if self.recorder != nil {
                             self.recordMessage(bytes, direction, timestampNanos: wallClockNanos(),
-                                               comments: ["delivery: replacement", "replacement for #\(record) by the custommsg hook"])
+                                               comments: [DeliveryNote.replacement.comment, "replacement for #\(record) by the custommsg hook"])
                         }
                         self.relay(ByteBufferAllocator().buffer(bytes: bytes), decision.map { d in
                             var d = d
@@ -560,7 +562,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     private func recordInjection(_ message: [UInt8], _ direction: Direction, note: [String]) {
         guard recorder != nil else { return }
         recordMessage(message, direction, timestampNanos: wallClockNanos(),
-                      comments: ["injected by lnrr", "delivery: injected"] + note.filter { $0.contains("injected") })
+                      comments: ["injected by lnrr", DeliveryNote.injected.comment] + note.filter { $0.contains("injected") })
     }
 
     private func recordEvent(_ event: RecordingEvent, at nanos: UInt64? = nil) {

@@ -136,14 +136,7 @@ public final class TestPeerHandler: ChannelInboundHandler {
             fail("malformed ping: \(ping.count) bytes", context: context)
             return
         }
-        let numPongBytes = Int(ping[2]) << 8 | Int(ping[3])
-        // BOLT 1: a num_pong_bytes of 65532 or more asks for no reply.
-        guard numPongBytes < 65532 else { return }
-        var pong = [UInt8](repeating: 0, count: 4 + numPongBytes)
-        pong[0] = UInt8(WireType.pong >> 8)
-        pong[1] = UInt8(WireType.pong & 0xff)
-        pong[2] = UInt8(numPongBytes >> 8)
-        pong[3] = UInt8(numPongBytes & 0xff)
+        guard let pong = WireMessage.pong(answering: ping) else { return }
         send(pong, context: context)
     }
 
@@ -188,5 +181,4 @@ enum WireType {
     static let initMessage: UInt16 = 16
     static let error: UInt16 = 17
     static let ping: UInt16 = 18
-    static let pong: UInt16 = 19
 }

@@ -32,7 +32,7 @@ public struct MessageMatcher: Sendable {
 
     /// nil when `got` matches `expected`; otherwise what differs, in words.
     public func difference(expected: [UInt8], got: [UInt8]) -> String? {
-        let expectedType = Self.type(expected), gotType = Self.type(got)
+        let expectedType = WireMessage.type(expected), gotType = WireMessage.type(got)
         if expectedType != gotType {
             return "expected \(Self.name(expectedType)), got \(Self.name(gotType))"
         }
@@ -73,7 +73,7 @@ public struct MessageMatcher: Sendable {
     private func flatten(_ value: JSONValue, path: String, into out: inout [(String, String)]) {
         switch value {
         case .object(let pairs):
-            if path.hasSuffix("features") || path == "globalfeatures", case .string(let hex)? = value["hex"] {
+            if path.hasSuffix("features"), case .string(let hex)? = value["hex"] {
                 out.append((path, hex))
                 return
             }
@@ -97,9 +97,7 @@ public struct MessageMatcher: Sendable {
         return text
     }
 
-    static func type(_ bytes: [UInt8]) -> UInt16? { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil }
-
-    static func name(_ type: UInt16?) -> String { type.map { MessageCatalogue.displayName(of: $0) } ?? "a runt message" }
+    static func name(_ type: UInt16?) -> String { type.map(describeType) ?? "a runt message" }
 
     static func short(_ value: String?) -> String {
         guard let value else { return "(absent)" }

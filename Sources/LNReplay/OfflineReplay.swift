@@ -25,7 +25,7 @@ public enum OfflineReplay {
         var engine = rules.map { RuleEngine(rules: $0) }
         var lines: [OfflineLine] = []
         for case .message(let m) in entries {
-            guard m.bytes.count >= 2, !Delivery(comments: m.comments).madeByLnrr else { continue }
+            guard m.bytes.count >= 2, !m.madeByLnrr else { continue }
             let observation = phases.observe(m.bytes, direction: m.direction)
             var actions: [String] = []
             if engine != nil, engine!.mayApply(to: m.type!) {

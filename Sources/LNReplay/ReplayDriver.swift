@@ -184,6 +184,7 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  
     private var failure: String?
     private let handshakeTimeout: TimeAmount
     private var handshakeTask: Scheduled<Void>?
+    private var wakeTask: Scheduled<Void>?
 
     init(runner: ReplayRunner, handshakeTimeout: TimeAmount, onReport: @escaping @Sendable (StepOutcome) -> Void,
          done: EventLoopPromise<Void>) {
@@ -231,6 +232,7 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  
 
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTask?.cancel()
+        wakeTask?.cancel()
         if established {
             perform(runner.connectionClosed(now: Self.now(), detail: failure.map { "the connection failed: \($0)" }))
             settle(nil)
@@ -248,14 +250,16 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  
             case .send(let bytes):
                 var buffer = context.channel.allocator.buffer(capacity: bytes.count)
                 buffer.writeBytes(bytes)
-                context.write(wrapOutboundIn(buffer), promise: nil)
+                context.write(wrapOutboundOut(buffer), promise: nil)
                 wrote = true
             case .close:
                 if wrote { context.flush(); wrote = false }
                 context.close(promise: nil)
             case .wake(let at):
+                // The runner names one time to wake at; a newer one replaces any earlier request.
+                wakeTask?.cancel()
                 let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                context.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at)) {
+                wakeTask = context.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at)) {
                     loopBound.value.perform(loopBound.value.runner.tick(now: Self.now()))
                 }
             case .report(let outcome):
@@ -269,8 +273,6 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  
             context.close(promise: nil)
         }
     }
-
-    private func wrapOutboundIn(_ buffer: ByteBuffer) -> NIOAny { wrapOutboundOut(buffer) }
 
     private func settle(_ error: Error?) {
         guard !settled else { return }

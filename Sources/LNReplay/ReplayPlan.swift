@@ -140,19 +140,19 @@ public enum ReplayPlan {
         var ignored = 0
         for m in messages {
             guard let type = m.type else { continue }
-            let delivery = Delivery(comments: m.comments)
             if ignore.contains(type) {
                 ignored += 1
                 continue
             }
+            let madeByLnrr = m.madeByLnrr
             if m.direction == side.sending {
-                let copies = undelivered.contains(m.index) ? 0 : delivery.copies
-                let note = delivery.madeByLnrr ? m.comments.first { $0.hasPrefix("injected by") || $0.hasPrefix("replacement for") } : nil
+                let copies = undelivered.contains(m.index) ? 0 : m.delivery?.copies ?? 1
+                let note = madeByLnrr ? m.comments.first { $0.hasPrefix("injected by") || $0.hasPrefix("replacement for") } : nil
                 for copy in 0..<copies {
                     steps.append(ReplayStep(kind: .send, direction: m.direction, bytes: m.bytes, recordIndex: m.index,
                                             timestampNanos: m.timestampNanos, note: copy > 0 ? "duplicate" : note))
                 }
-            } else if !delivery.madeByLnrr {
+            } else if !madeByLnrr {
                 steps.append(ReplayStep(kind: .expect, direction: m.direction, bytes: m.bytes, recordIndex: m.index,
                                         timestampNanos: m.timestampNanos, note: m.checksumOK ? nil : "checksum mismatch in the recording"))
             }
@@ -186,23 +186,10 @@ public enum ReplayPlan {
     }
 }
 
-/// What the `delivery:` comment of a recorded message says.
-struct Delivery {
-    var copies = 1
-    var madeByLnrr = false
-
-    init(comments: [String]) {
-        for comment in comments where comment.hasPrefix("delivery: ") {
-            switch comment.dropFirst("delivery: ".count) {
-            case "none", "replaced": copies = 0
-            case "twice": copies = 2
-            case "injected", "replacement": madeByLnrr = true
-            case "replacement, twice": madeByLnrr = true; copies = 2
-            default: break
-            }
-        }
-        if comments.contains("injected by lnrr") { madeByLnrr = true }
-    }
+extension RecordedMessage {
+    /// lnrr made this message (an injection or a replacement); the sender never sent it. Recordings
+    /// older than `delivery:` comments still marked their injections `injected by lnrr`.
+    var madeByLnrr: Bool { delivery?.madeByLnrr ?? comments.contains("injected by lnrr") }
 }
 
 /// Errors a replay reports before or instead of running: the caller's to fix (exit 2).

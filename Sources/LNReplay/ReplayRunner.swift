@@ -102,7 +102,7 @@ public struct StepOutcome: Sendable, Equatable {
 
     /// Whether this line means the live node did not behave as recorded.
     public var isDivergence: Bool { result == .diverged || result == .missing || result == .unexpected || result == .notRun }
-    public var type: UInt16? { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil }
+    public var type: UInt16? { WireMessage.type(bytes) }
 }
 
 /// What the runner asks its driver to do.
@@ -133,8 +133,8 @@ public struct ReplayRunner {
     private var anchorReal: UInt64 = 0
     private var anchorRecorded: UInt64 = 0
     private var waitingSince: UInt64?
-    private var peerClosed = false
-    private var peerCloseDetail = "the live node closed the connection"
+    /// How the live node's side of the connection ended, once it has.
+    private var peerClosed: String?
     private var weClosed = false
     public private(set) var isFinished = false
 
@@ -167,14 +167,13 @@ public struct ReplayRunner {
     public mutating func received(_ bytes: [UInt8], now: UInt64) -> [RunnerAction] {
         var actions: [RunnerAction] = []
         guard !isFinished else { return actions }
-        guard bytes.count >= 2 else {
+        guard let type = WireMessage.type(bytes) else {
             report(.unexpected, options.side.receiving, bytes, nil, now, "a message shorter than its 2-byte type", &actions)
             return actions
         }
-        let type = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         if options.ignore.contains(type) {
             // Keep the connection alive the way the node we stand in for would have.
-            if type == 18, let pong = Self.pong(for: bytes) { actions.append(.send(pong)) }
+            if type == 18, let pong = WireMessage.pong(answering: bytes) { actions.append(.send(pong)) }
             return actions
         }
         var message = bytes
@@ -203,8 +202,7 @@ public struct ReplayRunner {
     public mutating func connectionClosed(now: UInt64, detail: String? = nil) -> [RunnerAction] {
         var actions: [RunnerAction] = []
         guard !isFinished, !weClosed else { return actions }
-        peerClosed = true
-        if let detail { peerCloseDetail = detail }
+        peerClosed = detail ?? "the live node closed the connection"
         advance(now: now, &actions)
         return actions
     }
@@ -228,8 +226,8 @@ public struct ReplayRunner {
             let step = segment.steps[next]
             switch step.kind {
             case .send:
-                if peerClosed {
-                    stop(now, because: peerCloseDetail + " before this message could be sent", &actions)
+                if let peerClosed {
+                    stop(now, because: peerClosed + " before this message could be sent", &actions)
                     return
                 }
                 let due = dueTime(step)
@@ -243,7 +241,7 @@ public struct ReplayRunner {
                 var matched = false
                 while !matched, !inbox.isEmpty {
                     let (bytes, at) = inbox.removeFirst()
-                    if MessageMatcher.type(bytes) == step.type {
+                    if WireMessage.type(bytes) == step.type {
                         let difference = options.matcher.difference(expected: step.bytes, got: bytes)
                         report(difference == nil ? .matched : .diverged, step.direction, bytes, step, at, difference, &actions)
                         complete(step, at: at)
@@ -252,21 +250,24 @@ public struct ReplayRunner {
                         report(.unexpected, step.direction, bytes, nil, at, "while waiting for \(describe(step.bytes))", &actions)
                     }
                 }
-                if !matched && !waitFor(step, now: now, &actions) { return }
-            case .expectClose:
-                drainUnexpected(&actions, waitingFor: "the live node to close the connection")
-                if peerClosed {
-                    report(.matched, step.direction, [], step, now, "the live node closed the connection, as recorded", &actions)
-                    complete(step, at: now)
-                } else if !waitFor(step, now: now, &actions) {
+                if !matched {
+                    waitFor(step, now: now, &actions)
                     return
                 }
+            case .expectClose:
+                drainUnexpected(&actions, waitingFor: "the live node to close the connection")
+                guard peerClosed != nil else {
+                    waitFor(step, now: now, &actions)
+                    return
+                }
+                report(.matched, step.direction, [], step, now, "the live node closed the connection, as recorded", &actions)
+                complete(step, at: now)
             case .close:
                 drainUnexpected(&actions, waitingFor: "the end of the recording")
-                if peerClosed {
+                if let peerClosed {
                     // The recording has us close here; the live node closing first is the same ending
                     // seen a moment earlier (it would have closed on its own in the recording too).
-                    report(.closed, step.direction, [], step, now, peerCloseDetail + " first", &actions)
+                    report(.closed, step.direction, [], step, now, peerClosed + " first", &actions)
                     complete(step, at: now)
                     continue
                 }
@@ -283,15 +284,15 @@ public struct ReplayRunner {
         }
     }
 
-    /// Waits for `step`; false when the caller must return and wait, true when the step was
-    /// settled here (reported missing, which stops the replay).
-    private mutating func waitFor(_ step: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
+    /// Waits for `step` until its deadline, then reports it missing and stops the replay; a
+    /// message cannot come any more once the live node has closed.
+    private mutating func waitFor(_ step: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) {
         let what = step.kind == .expectClose ? "the close" : describe(step.bytes)
-        if peerClosed && step.kind == .expect {
-            report(.missing, step.direction, step.bytes, step, now, peerCloseDetail + " before sending it", &actions)
+        if let peerClosed, step.kind == .expect {
+            report(.missing, step.direction, step.bytes, step, now, peerClosed + " before sending it", &actions)
             next += 1
             stop(now, because: "a recorded message did not come", &actions)
-            return false
+            return
         }
         let since = waitingSince ?? now
         waitingSince = since
@@ -301,10 +302,9 @@ public struct ReplayRunner {
                    "no \(what) within \(options.timeoutNanos / 1_000_000) ms", &actions)
             next += 1
             stop(now, because: "a recorded message did not come", &actions)
-            return false
+            return
         }
         actions.append(.wake(atNanos: deadline))
-        return false
     }
 
     private mutating func complete(_ step: ReplayStep, at time: UInt64) {
@@ -367,8 +367,7 @@ public struct ReplayRunner {
 
     private mutating func decide(_ bytes: [UInt8], direction: Direction) -> RuleDecision {
         let observation = phases.observe(bytes, direction: direction)
-        let type = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
-        guard engine!.mayApply(to: type) else { return .forward(bytes) }
+        guard let type = WireMessage.type(bytes), engine!.mayApply(to: type) else { return .forward(bytes) }
         let context = MessageContext(direction: direction, bytes: bytes, phaseBefore: observation.before, phaseAfter: observation.after,
                                      changes: observation.changes.map { ($0.from, $0.to) },
                                      nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB)
@@ -410,7 +409,7 @@ public struct ReplayRunner {
                                                bytes: [], recordIndex: nil, elapsedNanos: now &- started,
                                                detail: "\(range) not run: \(why)")))
         }
-        if !peerClosed && !weClosed {
+        if peerClosed == nil && !weClosed {
             weClosed = true
             actions.append(.close)
         }
@@ -432,15 +431,7 @@ public struct ReplayRunner {
     }
 
     private func describe(_ bytes: [UInt8]) -> String {
-        MessageMatcher.type(bytes).map(describeType) ?? "a message"
-    }
-
-    /// BOLT 1: a pong carries `num_pong_bytes` zero bytes; 65532 or more asks for no pong.
-    static func pong(for ping: [UInt8]) -> [UInt8]? {
-        guard ping.count >= 4 else { return nil }
-        let n = Int(ping[2]) << 8 | Int(ping[3])
-        guard n < 65532 else { return nil }
-        return [0, 19, UInt8(n >> 8), UInt8(n & 0xff)] + [UInt8](repeating: 0, count: n)
+        WireMessage.type(bytes).map(describeType) ?? "a message"
     }
 }
 

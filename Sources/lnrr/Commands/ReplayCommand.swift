@@ -172,7 +172,7 @@ struct ReplayCommand: AsyncParsableCommand {
         var acted = 0
         for line in lines {
             if !line.actions.isEmpty { acted += 1 }
-            let type = UInt16(line.bytes[0]) << 8 | UInt16(line.bytes[1])
+            let type = WireMessage.type(line.bytes)!  // OfflineReplay leaves runts out
             if json {
                 Terminal.standardOutput.write(JSONLine.render(.object([
                     ("i", .int(line.index)), ("dir", .string(line.direction.rawValue)), ("type", .int(Int(type))),
