@@ -23,18 +23,34 @@ def closing_signed(fee: int, sig: bytes = b"\x01" * 64) -> bytes:
     return msg(39, CID + struct.pack(">Q", fee) + sig)
 
 
-def record(lnrr, keys, procs, tmp_path, script, name="rec"):
-    """Runs `script(a, b)` between pyln-proto nodes a and b through the proxy; returns the recording."""
+def record_sessions(lnrr, keys, procs, tmp_path, script, sessions):
+    """Runs `script(a, b, n)` for sessions n = 1.. between pyln-proto nodes a and b through the
+    proxy, a dialling anew each time; returns the recordings, one per session."""
     keys("a"), keys("b")
     upstream = UpstreamNode(keys("b"))
-    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / name)
-    a = proxy.dial(keys("a"), keys("b").node_id)
-    b = upstream.wait_connection()
-    script(a, b)
-    time.sleep(0.3)
+    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
+    for n in range(1, sessions + 1):
+        a = proxy.dial(keys("a"), keys("b").node_id)
+        b = upstream.wait_connection(n)
+        script(a, b, n)
+        time.sleep(0.3)
     proxy.stop()
     upstream.close()
-    return recordings(tmp_path / name)[-1]
+    files = recordings(tmp_path / "rec")
+    assert len(files) == sessions
+    return files
+
+
+def record(lnrr, keys, procs, tmp_path, script):
+    """One session: `script(a, b)`; returns its recording."""
+    [path] = record_sessions(lnrr, keys, procs, tmp_path, lambda a, b, n: script(a, b), 1)
+    return path
+
+
+def listening_port(proc):
+    """The port of a `lnrr replay --listen ... --json` process, from its listening line."""
+    proc.wait_lines(lambda ls: any('"listening"' in l for l in ls))
+    return int([l for l in proc.json_lines() if l.get("event") == "listening"][0]["address"].rsplit(":", 1)[1])
 
 
 def basic(a, b):
@@ -145,8 +161,7 @@ def test_match_modes(lnrr, keys, procs, tmp_path, mode, fee, sig, result, detail
 def test_replay_as_b_listens_and_plays_b(lnrr, keys, procs, tmp_path):
     path = record(lnrr, keys, procs, tmp_path, basic)
     p = procs(lnrr, "replay", path, "--as", "b", "--listen", "127.0.0.1:0", "--key", keys("b").path, "--json", "--timing", "fast")
-    p.wait_lines(lambda ls: any('"listening"' in l for l in ls))
-    port = int([l for l in p.json_lines() if l.get("event") == "listening"][0]["address"].rsplit(":", 1)[1])
+    port = listening_port(p)
     a = connect(keys("a").priv, PublicKey(bytes.fromhex(keys("b").node_id)), "127.0.0.1", port)
     a.send_message(INIT)
     assert a.read_message() == INIT
@@ -268,21 +283,15 @@ def test_truncated_recording_replays_up_to_its_last_complete_message(lnrr, keys,
     assert out[-1]["truncated"] is True and out[-1]["verdict"] == "matched"
 
 
+def init_then(a, b, sender, receiver, message):
+    a.send_message(INIT); assert b.read_message() == INIT
+    b.send_message(INIT); assert a.read_message() == INIT
+    sender.send_message(message); assert receiver.read_message() == message
+    a.connection.close()
+
+
 def test_several_recordings_replay_as_one_with_reconnects(lnrr, keys, procs, tmp_path):
-    keys("a"), keys("b")
-    upstream = UpstreamNode(keys("b"))
-    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
-    for n in (1, 2):
-        a = proxy.dial(keys("a"), keys("b").node_id)
-        b = upstream.wait_connection(n)
-        a.send_message(INIT); assert b.read_message() == INIT
-        b.send_message(INIT); assert a.read_message() == INIT
-        a.send_message(msg(32769, bytes([n]))); assert b.read_message() == msg(32769, bytes([n]))
-        a.connection.close()
-        time.sleep(0.3)
-    proxy.stop()
-    files = recordings(tmp_path / "rec")
-    assert len(files) == 2
+    files = record_sessions(lnrr, keys, procs, tmp_path, lambda a, b, n: init_then(a, b, a, b, msg(32769, bytes([n]))), 2)
     live = LiveB(keys("b"), lambda m, c: [INIT] if m == INIT else [], connections=2)
     r, lines = replay(lnrr, list(reversed(files)), "--as", "a", "--connect", live.address, "--key", keys("a").path,
                       "--timing", "fast")   # given out of order: replayed in recorded order
@@ -354,22 +363,10 @@ def test_usage_and_connection_errors_exit_2(lnrr, keys, procs, tmp_path):
 
 
 def test_listening_replay_of_several_recordings_takes_one_connection_each(lnrr, keys, procs, tmp_path):
-    keys("a"), keys("b")
-    upstream = UpstreamNode(keys("b"))
-    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
-    for n in (1, 2):
-        a = proxy.dial(keys("a"), keys("b").node_id)
-        b = upstream.wait_connection(n)
-        a.send_message(INIT); assert b.read_message() == INIT
-        b.send_message(INIT); assert a.read_message() == INIT
-        b.send_message(msg(32771, bytes([n]))); assert a.read_message() == msg(32771, bytes([n]))
-        a.connection.close()
-        time.sleep(0.3)
-    proxy.stop()
-    p = procs(lnrr, "replay", *recordings(tmp_path / "rec"), "--as", "b", "--listen", "127.0.0.1:0",
+    files = record_sessions(lnrr, keys, procs, tmp_path, lambda a, b, n: init_then(a, b, b, a, msg(32771, bytes([n]))), 2)
+    p = procs(lnrr, "replay", *files, "--as", "b", "--listen", "127.0.0.1:0",
               "--key", keys("b").path, "--json", "--timing", "fast")
-    p.wait_lines(lambda ls: any('"listening"' in l for l in ls))
-    port = int([l for l in p.json_lines() if l.get("event") == "listening"][0]["address"].rsplit(":", 1)[1])
+    port = listening_port(p)
     dial = lambda: connect(keys("a").priv, PublicKey(bytes.fromhex(keys("b").node_id)), "127.0.0.1", port)
     first = dial()
     first.send_message(INIT)
