@@ -19,7 +19,7 @@ from conftest import REPO, run
 
 
 def csv_dir() -> Path:
-    d = Path(os.environ.get("LNRR_BOLT_CSV", REPO.parent / "shared" / "reference" / "bolts" / "csv"))
+    d = Path(os.environ.get("LNRR_BOLT_CSV", REPO / "tools" / "bolts"))
     if not d.is_dir():
         raise RuntimeError(f"BOLT CSVs not found at {d}: set LNRR_BOLT_CSV")
     return d
