@@ -83,9 +83,15 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         out += "\""
     }
 
-    /// Parses JSON text; the error says where it went wrong.
-    public static func parse(_ text: String) throws -> JSONValue {
-        var parser = Parser(bytes: Array(text.utf8))
+    /// How deep arrays and objects may nest in parsed text. Every JSON lnrr reads (control requests,
+    /// hook and plugin replies, CLI arguments) is far shallower; the limit keeps a hostile line from
+    /// exhausting the stack of the thread that parses it.
+    public static let defaultMaxDepth = 64
+
+    /// Parses JSON text; the error says where it went wrong. Nesting deeper than `maxDepth` is a
+    /// ``SyntaxError``, never a crash.
+    public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws -> JSONValue {
+        var parser = Parser(bytes: Array(text.utf8), maxDepth: maxDepth)
         parser.skipSpace()
         let value = try parser.value()
         parser.skipSpace()
@@ -102,7 +108,9 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
 
     private struct Parser {
         let bytes: [UInt8]
+        let maxDepth: Int
         var at = 0
+        var depth = 0
 
         func fail(_ message: String) -> SyntaxError { SyntaxError(offset: at, message: message) }
 
@@ -119,7 +127,13 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
 
         mutating func value() throws -> JSONValue {
             guard at < bytes.count else { throw fail("unexpected end of input") }
-            switch bytes[at] {
+            let opener = bytes[at]
+            if opener == UInt8(ascii: "{") || opener == UInt8(ascii: "[") {
+                guard depth < maxDepth else { throw fail("nested deeper than \(maxDepth) levels") }
+                depth += 1
+            }
+            defer { if opener == UInt8(ascii: "{") || opener == UInt8(ascii: "[") { depth -= 1 } }
+            switch opener {
             case UInt8(ascii: "{"):
                 at += 1
                 var pairs: [(String, JSONValue)] = []
@@ -199,8 +213,19 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
                     case UInt8(ascii: "b"): scalars.append("\u{08}")
                     case UInt8(ascii: "f"): scalars.append("\u{0C}")
                     case UInt8(ascii: "u"):
-                        guard at + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[at..<at + 4], as: UTF8.self), radix: 16) else { throw fail("bad \\u escape") }
-                        at += 4
+                        var v = try hex4()
+                        // A UTF-16 surrogate pair (\ud83d\ude00) is one scalar; a lone half is U+FFFD.
+                        if (0xD800...0xDBFF).contains(v), at + 6 <= bytes.count,
+                           bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u") {
+                            let save = at
+                            at += 2
+                            let low = try hex4()
+                            if (0xDC00...0xDFFF).contains(low) {
+                                v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
+                            } else {
+                                at = save
+                            }
+                        }
                         scalars.append(Unicode.Scalar(v) ?? "\u{FFFD}")
                     default: scalars.append(Unicode.Scalar(e))
                     }
@@ -210,6 +235,14 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
                 at += 1
             }
             throw fail("unterminated string")
+        }
+
+        mutating func hex4() throws -> UInt32 {
+            guard at + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[at..<at + 4], as: UTF8.self), radix: 16) else {
+                throw fail("bad \\u escape")
+            }
+            at += 4
+            return v
         }
     }
 }
