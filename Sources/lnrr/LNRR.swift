@@ -32,6 +32,7 @@ struct LNRR: AsyncParsableCommand {
             PeerCommand.self,
             KeysCommand.self,
             ReplayCommand.self,
+            WiresharkCommand.self,
         ]
     )
 }

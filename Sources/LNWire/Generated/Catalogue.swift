@@ -656,4 +656,31 @@ extension MessageCatalogue {
         ("mpp_timeout", "23"),
         ("invalid_onion_blinding", "BADONION|PERM|24"),
     ]
+
+    /// BOLT 9 feature names by even bit (tools/bolts/09-features.csv).
+    static let generatedFeatureNames: [Int: String] = [
+        0: "option_data_loss_protect",
+        4: "option_upfront_shutdown_script",
+        6: "gossip_queries",
+        8: "var_onion_optin",
+        10: "gossip_queries_ex",
+        12: "option_static_remotekey",
+        14: "payment_secret",
+        16: "basic_mpp",
+        18: "option_support_large_channel",
+        22: "option_anchors",
+        24: "option_route_blinding",
+        26: "option_shutdown_anysegwit",
+        28: "option_dual_fund",
+        34: "option_quiesce",
+        36: "option_attribution_data",
+        38: "option_onion_messages",
+        42: "option_provide_storage",
+        44: "option_channel_type",
+        46: "option_scid_alias",
+        48: "option_payment_metadata",
+        50: "option_zeroconf",
+        60: "option_simple_close",
+        62: "option_splice",
+    ]
 }
