@@ -676,6 +676,7 @@ local function dissect_message(tvb, pinfo, tree)
 
   if len < 2 then
     root:add_proto_expert_info(ex.malformed, string.format("type at byte 0: a message needs at least its 2-byte type; got %d bytes", len))
+    if len > 0 then root:add(f.rest, tvb(0, len)) end
     pinfo.cols.info = direction .. " malformed (" .. len .. " bytes)"
     return
   end
@@ -918,5 +919,6 @@ local encaps = wtap_encaps or wtap
 local wtap_table = DissectorTable.get("wtap_encap")
 wtap_table:add(encaps and encaps.USER0 or 45, lightning)
 wtap_table:add(encaps and encaps.USER1 or 46, lnrr)
+
 """#
 }

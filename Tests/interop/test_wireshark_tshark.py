@@ -1,0 +1,376 @@
+"""lnrr's Wireshark dissector (tools/wireshark/lightning.lua) in tshark, cross-checked with lnrr's decoder.
+
+Two decoders of the same BOLT CSVs: Swift (`lnrr decode --json`) and Lua (tshark with the dissector).
+Messages for every type in the catalogue, with every TLV record populated, are built by `lnrr encode`
+from pyln-proto's view of the CSVs, sent by pyln-proto node a through `lnrr record` to pyln-proto node
+b, and the recording lnrr wrote is dissected by tshark. Every field tshark prints must equal what lnrr
+decodes from the same bytes; malformed messages must come out as expert-info errors, never Lua errors.
+"""
+import json
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run
+from test_proxy_pyln import INIT, Proxy, UpstreamNode, msg, recordings, show_json
+from test_wire_pyln import Samples, namespace
+
+EXAMPLE = REPO / "recordings" / "examples" / "custommsg-during-closing.pcapng"
+# Fields the dissector adds about a message rather than from its bytes' fields.
+META = {"lightning.direction", "lightning.type", "lightning.name", "lightning.kind", "lightning.length",
+        "lightning.phase", "lightning.phase.change", "lightning.delivery", "lightning.rule", "lightning.note",
+        "lightning.extra", "lightning.rest", "lightning.body"}
+
+
+def tshark():
+    path = shutil.which("tshark")
+    if not path:
+        raise RuntimeError("tshark is not installed: tools/test installs it (apt-get install tshark)")
+    return path
+
+
+@pytest.fixture
+def lua(lnrr, tmp_path):
+    """The dissector as an installed lnrr gives it (embedded in the binary), checked equal to the repo's."""
+    env = {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    path = Path(run(lnrr, "wireshark", "--print-path", env=env).stdout.strip())
+    assert path.is_file() and str(path).startswith(str(tmp_path))
+    assert path.read_text() == (REPO / "tools/wireshark/lightning.lua").read_text()
+    return path
+
+
+def dissect(lua, pcap, *args):
+    r = subprocess.run([tshark(), "-X", f"lua_script:{lua}", "-r", str(pcap), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Lua: Error" not in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr
+    return r.stdout
+
+
+def fields(lua, pcap, names, display_filter=None):
+    args = ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"]
+    for n in names:
+        args += ["-e", n]
+    if display_filter:
+        args += ["-Y", display_filter]
+    return [line.split("\t") for line in dissect(lua, pcap, *args).splitlines()]
+
+
+def pdml_packets(lua, pcap):
+    """Per packet: (frame number, the <proto name="lightning"> or "lnrr" element)."""
+    root = ET.fromstring(dissect(lua, pcap, "-T", "pdml"))
+    out = []
+    for packet in root.iter("packet"):
+        number = int(next(f for f in packet.iter("field") if f.get("name") == "frame.number").get("show"))
+        proto = next((p for p in packet.findall("proto") if p.get("name") in ("lightning", "lnrr")), None)
+        out.append((number, proto))
+    return out
+
+
+def children(el):
+    return [c for c in el if c.tag == "field" and not c.get("name", "").startswith("_ws")]
+
+
+def first(el, name):
+    return next((c for c in el.iter("field") if c.get("name") == name), None)
+
+
+def experts(el):
+    """(severity, message) of every expert info under el."""
+    out = []
+    for e in el.iter("field"):
+        if e.get("name") == "_ws.expert":
+            sev = next((c.get("showname") for c in e if c.get("name") == "_ws.expert.severity"), "")
+            message = next((c.get("show") for c in e if c.get("name") == "_ws.expert.message"), "")
+            out.append((sev.split(": ")[-1], message))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The cross-check: lnrr's JSON and tshark's tree, field by field, in order.
+
+def json_pairs(obj):
+    """A JSON object of fields as (name, value) pairs, arrays spread into repeated names (as tshark shows them)."""
+    out = []
+    for k, v in obj.items():
+        out += [(k, e) for e in v] if isinstance(v, list) else [(k, v)]
+    return out
+
+
+def tshark_pairs(el, skip=()):
+    out = []
+    for c in children(el):
+        name = c.get("name")
+        if name in skip:
+            continue
+        key = first(c, "lightning.tlv.type").get("show") if name == "lightning.tlv" else name.rsplit(".", 1)[1]
+        out.append((key, c))
+    return out
+
+
+def compare(value, el, path):
+    """Asserts that tshark's field element `el` shows lnrr's JSON `value`."""
+    if isinstance(value, dict) and set(value) == {"hex", "bits", "names"}:
+        # A BOLT 9 feature bitfield: bytes, one .bit item per set bit, a named item per known bit.
+        assert el.get("value", "") == value["hex"], path
+        kids = children(el)
+        bits = [int(c.get("show")) for c in kids if c.get("name").endswith(".bit")]
+        named = {int(c.get("show")): c.get("name").rsplit(".", 1)[1] for c in kids if not c.get("name").endswith(".bit")}
+        assert sorted(bits) == sorted(int(b) for b in value["bits"]), path
+        names = [f"{named[b]} ({'required' if b % 2 == 0 else 'optional'})" if b in named else f"bit {b}" for b in bits]
+        assert sorted(names) == sorted(value["names"]), path
+        return 1 + len(kids)
+    if isinstance(value, dict):
+        # A subtype, a TLV stream (records by name, unknown ones by type number) or a record's fields.
+        theirs = tshark_pairs(el, skip={"lightning.tlv.type", "lightning.tlv.length"})
+        ours = json_pairs(value)
+        assert [k for k, _ in theirs] == [k for k, _ in ours], path
+        n = 1
+        for (key, sub), (_, v) in zip(theirs, ours):
+            if sub.get("name") == "lightning.tlv":
+                assert first(sub, "lightning.tlv.value").get("value", "") == v, f"{path}.{key}"
+                n += 1
+            else:
+                n += compare(v, sub, f"{path}.{key}")
+        return n
+    assert not children(el), f"{path}: tshark shows sub-fields under a plain value"
+    expected = str(value).lower() if isinstance(value, bool) else str(value)
+    assert expected in (el.get("show"), el.get("value", "")), f"{path}: tshark {el.get('show')!r}/{el.get('value')!r}, lnrr {value!r}"
+    return 1
+
+
+def json_leaves(value):
+    if isinstance(value, dict):
+        return 1 if set(value) == {"hex", "bits", "names"} else sum(json_leaves(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(json_leaves(v) for v in value)
+    return 1
+
+
+def decode_all(lnrr, messages):
+    r = subprocess.run([lnrr, "decode", "--json"], input="\n".join(m.hex() for m in messages),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode in (0, 1), r.stderr
+    decoded = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(decoded) == len(messages)
+    return decoded
+
+
+# ---------------------------------------------------------------------------------------------
+# A recording with every message type, written by lnrr between two pyln-proto nodes.
+
+def encode(lnrr, name, fields):
+    return bytes.fromhex(run(lnrr, "encode", name, json.dumps(fields)).stdout.strip())
+
+
+def every_type(lnrr):
+    ns = namespace()
+    types = sorted((m for m in (ns.get_msgtype_by_number(n) for n in range(0, 1024)) if m), key=lambda m: m.number)
+    assert len(types) == 50, [m.name for m in types]
+    samples = Samples(16)
+    out = [encode(lnrr, m.name, samples.fields(m.fields)) for m in types]
+    return [m.name for m in types], out
+
+
+def malformed_cases(lnrr):
+    """(label, bytes, what the expert info must say)."""
+    open_channel = encode(lnrr, "open_channel", Samples(3).fields(namespace().get_msgtype("open_channel").fields))
+    init_tlvs = lambda tlv: msg(16, b"\x00\x00\x00\x00" + tlv)  # noqa: E731
+    return [
+        ("truncated", open_channel[:100], "truncated"),
+        ("tlv order", init_tlvs(bytes.fromhex("0300") + bytes.fromhex("0100")), "types must increase"),
+        ("duplicate tlv", init_tlvs(bytes.fromhex("0100") + bytes.fromhex("0100")), "duplicate TLV record type 1"),
+        ("non-minimal bigsize", init_tlvs(bytes.fromhex("fd000100")), "non-canonical bigsize"),
+        ("unknown even tlv", init_tlvs(bytes.fromhex("0400")), "unknown even TLV record type 4"),
+        ("tlv too long", init_tlvs(bytes.fromhex("0105aabb")), "claims 5 bytes"),
+        ("runt", b"\x00", "at least its 2-byte type"),
+    ]
+
+
+@pytest.fixture
+def session(lnrr, keys, procs, tmp_path):
+    """Records one session: init both ways, every message type, filter probes, malformed messages,
+    unknown and custom types. Returns (recording, list of (label, bytes) a sent after init)."""
+    keys("a"), keys("b")
+    upstream = UpstreamNode(keys("b"))
+    proxy = Proxy(lnrr, procs, keys, upstream.address, tmp_path / "rec")
+    a = proxy.dial(keys("a"), keys("b").node_id)
+    b = upstream.wait_connection()
+    a.send_message(INIT)
+    assert b.read_message() == INIT
+    b.send_message(INIT)
+    assert a.read_message() == INIT
+    names, messages = every_type(lnrr)
+    sent = list(zip(names, messages))
+    # Probes for the documented filters: features with option_static_remotekey (bit 13) and bit 101.
+    sent.append(("init+features", encode(lnrr, "init", {"globalfeatures": "", "features": "20" + "00" * 11 + "2000", "tlvs": {}})))
+    sent.append(("big open_channel", encode(lnrr, "open_channel", dict(
+        Samples(5).fields(namespace().get_msgtype("open_channel").fields), funding_satoshis=100001))))
+    sent.append(("extension bytes", msg(18, b"\x00\x04\x00\x00" + b"more")))
+    sent += [(label, data) for label, data, _ in malformed_cases(lnrr)]
+    sent += [("unknown odd", msg(1001, b"\x01\x02")), ("unknown even", msg(1000, b"")), ("custom", msg(32769, b"\xc0\xff\xee"))]
+    for _, data in sent:
+        a.send_message(data)
+    for _, data in sent:
+        assert b.read_message() == data
+    a.connection.close()
+    time.sleep(0.3)
+    proxy.stop()
+    [path] = recordings(tmp_path / "rec")
+    return path, sent
+
+
+def test_every_message_field_matches_lnrr_decode(lnrr, lua, session):
+    path, sent = session
+    packets = [(n, p) for n, p in pdml_packets(lua, path) if p is not None and p.get("name") == "lightning"]
+    # Both inits, then what a sent, in order.
+    assert len(packets) == 2 + len(sent)
+    decoded = decode_all(lnrr, [INIT, INIT] + [d for _, d in sent])
+    compared = 0
+    for (number, proto), ours, label in zip(packets, decoded, ["init", "init"] + [l for l, _ in sent]):
+        if "error" in ours:
+            continue  # malformed: test_malformed_messages_are_expert_errors
+        assert first(proto, "lightning.type").get("show") == str(ours["type"]), label
+        assert first(proto, "lightning.name").get("show") == (ours["name"] or ours["kind"]), label
+        assert first(proto, "lightning.kind").get("show") == ours["kind"], label
+        compared += compare(ours["fields"], proto_without_meta(proto), label)
+        # Undecoded bytes: a known message's trailing extension bytes, an unknown message's payload.
+        extra = first(proto, "lightning.extra" if ours["kind"] == "known" else "lightning.body")
+        assert (extra.get("value") if extra is not None else "") == ours.get("rest", ""), label
+        assert [s for s, _ in experts(proto) if s == "Error"] == [], (label, experts(proto))
+    # Every type of the catalogue was cross-checked, with its TLV records.
+    names = {first(p, "lightning.name").get("show") for _, p in packets if first(p, "lightning.name") is not None}
+    assert len(names & {n for n, _ in sent[:50]}) == 50
+    # Field by field, not only per message: at least one comparison per value lnrr decoded.
+    leaves = sum(json_leaves(d["fields"]) for d in decoded if "error" not in d)
+    assert compared >= leaves > 300, (compared, leaves)
+    print(f"cross-checked {compared} fields of {len(packets)} messages")
+
+
+def proto_without_meta(proto):
+    """A copy of the lightning element holding only the message's own fields."""
+    el = ET.Element("field")
+    el.extend(c for c in children(proto) if c.get("name") not in META)
+    return el
+
+
+def test_every_tlv_record_is_shown(lnrr, lua, session):
+    path, sent = session
+    ns = namespace()
+    out = dissect(lua, path, "-T", "pdml")
+    for m in [ns.get_msgtype(name) for name, _ in sent[:50]]:
+        for f in m.fields:
+            if type(f.fieldtype).__name__ == "TlvStreamType":
+                for record in f.fieldtype.fields:
+                    assert f'name="lightning.{f.fieldtype.name}.{record.name}"' in out, (m.name, record.name)
+
+
+def test_malformed_messages_are_expert_errors(lnrr, lua, session):
+    path, sent = session
+    packets = dict(pdml_packets(lua, path))
+    cases = malformed_cases(lnrr)
+    labels = [l for l, _ in sent]
+    frame = {label: 3 + 2 + 1 + i for i, label in enumerate(labels)}  # 3 events, 2 inits, then a's messages
+    decoded = decode_all(lnrr, [data for _, data, _ in cases])
+    for (label, data, why), ours in zip(cases, decoded):
+        assert "error" in ours, label  # lnrr agrees the message is malformed
+        proto = packets[frame[label]]
+        errors = [m for s, m in experts(proto) if s == "Error"]
+        assert len(errors) == 1 and why in errors[0], (label, experts(proto))
+        assert "internal error" not in errors[0]
+        rest = first(proto, "lightning.rest")
+        assert (rest.get("value") if rest is not None else "") == ours.get("rest", ""), label
+    # Unknown types are shown as such, with the BOLT 1 consequence.
+    odd = packets[frame["unknown odd"]]
+    assert first(odd, "lightning.kind").get("show") == "unknown-odd"
+    assert any(s == "Note" and "unknown odd type 1001" in m for s, m in experts(odd))
+    even = packets[frame["unknown even"]]
+    assert any(s == "Warning" and "unknown even type 1000" in m for s, m in experts(even))
+    extension = packets[frame["extension bytes"]]
+    assert first(extension, "lightning.extra").get("value") == b"more".hex()
+
+
+def test_filters_select_the_right_packets(lnrr, lua, session):
+    path, sent = session
+    labels = ["init", "init"] + [l for l, _ in sent]
+    frame = {label: 3 + 1 + i for i, label in enumerate(labels)}  # frame numbers: 3 events first
+
+    def frames(display_filter):
+        return [int(r[0]) for r in fields(lua, path, ["frame.number"], display_filter)]
+
+    assert frames("lightning.type == 132") == [frame["commitment_signed"]]
+    assert frames("lightning.name == \"open_channel\"") == [frame["open_channel"], frame["big open_channel"], frame["truncated"]]
+    assert frames("lightning.open_channel.funding_satoshis == 100001") == [frame["big open_channel"]]
+    big = [f for f in frames("lightning.open_channel.funding_satoshis > 100000")]
+    assert frame["big open_channel"] in big
+    # Feature filters select exactly the inits whose features lnrr names so.
+    decoded = dict(zip(labels, decode_all(lnrr, [INIT, INIT] + [d for _, d in sent])))
+    def init_names(label):
+        d = decoded[label]
+        return d["fields"]["features"]["names"] if d["name"] == "init" and "error" not in d else []
+    remotekey = [frame[l] for l in frame if any(n.startswith("option_static_remotekey ") for n in init_names(l))]
+    assert frame["init+features"] in remotekey
+    assert frames("lightning.init.features.option_static_remotekey") == remotekey
+    assert frames("lightning.init.features.bit == 101") == [frame[l] for l in frame if "bit 101" in init_names(l)]
+    assert frames("lightning.kind == \"custom\"") == [frame["custom"]]
+    assert frames("lightning.malformed") == sorted(frame[l] for l, _, _ in malformed_cases(lnrr))
+    assert frames("lightning.direction == \"b->a\"") == [5]
+    # Info column and direction/phase as fields.
+    rows = fields(lua, path, ["frame.number", "_ws.col.Info", "lightning.direction", "lightning.phase"], "lightning")
+    info = {int(r[0]): r[1] for r in rows}
+    assert info[frame["commitment_signed"]].startswith("a->b commitment_signed (132)")
+    assert info[5].startswith("b->a init (16) [phase connection: init -> opening]")
+    assert {int(r[0]): r[3] for r in rows}[4] == "init"
+    assert {int(r[0]): r[3] for r in rows}[5] == "opening"
+
+
+def test_session_events_are_fields(lnrr, lua, session):
+    path, _ = session
+    lines, _ = show_json(lnrr, path)
+    events = [l for l in lines if "event" in l]
+    rows = fields(lua, path, ["lnrr.event", "lnrr.event.side", "lnrr.event.node_id", "lnrr.event.reason", "lnrr.event.by"], "lnrr")
+    assert [r[0] for r in rows] == [e["event"] for e in events]
+    handshakes = [r for r in rows if r[0] == "handshake"]
+    assert [(r[1], r[2]) for r in handshakes] == [(e["side"], e["node_id"]) for e in events if e["event"] == "handshake"]
+    close = next(e for e in events if e["event"] == "close")
+    assert (rows[-1][0], rows[-1][3], rows[-1][4]) == ("close", close["reason"], close.get("by", ""))
+    assert len(fields(lua, path, ["frame.number"], 'lnrr.event == "handshake" && lnrr.event.side == "b"')) == 1
+    assert len(fields(lua, path, ["frame.number"], "lnrr.event.transparent == 1")) == 1
+
+
+def test_example_recording_rules_phases_and_delivery(lua):
+    rows = fields(lua, EXAMPLE, ["frame.number", "_ws.col.Info", "lightning.phase", "lightning.phase.change",
+                                 "lightning.rule.name", "lightning.delivery"], "lightning")
+    by = {int(r[0]): r for r in rows}
+    # The recording's own comments (docs/recording-format.md), parsed by this test from pcapng.
+    assert by[23][1].startswith("b->a shutdown (38)")
+    assert by[23][2] == "closing" and "e659..cc2d: channel -> closing" in by[23][3].split("|")
+    assert by[23][4] == "custommsg-at-handover"
+    assert by[24][1].startswith("a->b custom (32769)") and by[24][5] == "injected"
+    assert by[13][2] == "channel" and by[6][2] == "opening" and by[25][2] == "closed"
+    assert fields(lua, EXAMPLE, ["frame.number"], 'lightning.delivery == "injected"') == [["24"]]
+    assert fields(lua, EXAMPLE, ["frame.number"], 'lightning.phase == "closing"') == [["23"], ["24"]]
+
+
+def test_installed_plugin_works_without_options(lnrr, tmp_path):
+    env = {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    installed = Path(run(lnrr, "wireshark", "--install", env=env).stdout.strip())
+    folders = run(tshark(), "-G", "folders", env=env).stdout
+    assert f"Personal Lua Plugins:\t{installed.parent}" in folders
+    assert installed.read_text() == (REPO / "tools/wireshark/lightning.lua").read_text()
+    r = run(tshark(), "-r", EXAMPLE, env=env)
+    assert "a->b open_channel (32)" in r.stdout and "Lua: Error" not in r.stdout + r.stderr
+    # Installed and given with -X as well: loaded once, no "already registered" error.
+    script = run(lnrr, "wireshark", "--print-path", env=env).stdout.strip()
+    r = run(tshark(), "-X", f"lua_script:{script}", "-r", EXAMPLE, env=env)
+    assert "a->b open_channel (32)" in r.stdout and "Lua: Error" not in r.stdout + r.stderr
+    assert "installed and current" in run(lnrr, "wireshark", env=env).stdout
+    # Someone else's file of that name is not replaced.
+    installed.write_text("-- not ours\n")
+    r = run(lnrr, "wireshark", "--install", env=env, check=False)
+    assert r.returncode == 1 and "not lnrr's dissector" in r.stderr
+    assert installed.read_text() == "-- not ours\n"
