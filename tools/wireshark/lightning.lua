@@ -275,6 +275,17 @@ for _, s in ipairs(GEN.tlv_streams) do
 end
 for _, s in ipairs(GEN.subtypes) do SUBTYPES[s[1]] = s[2] end
 
+-- Where a message's channel id (its first channel_id field: channel_id or temporary_channel_id)
+-- starts, when only fixed-size fields precede it; the phase of the message is that channel's.
+for _, m in pairs(MESSAGES) do
+  local at = 2
+  for _, spec in ipairs(m.fields) do
+    if spec[2] ~= "f" or spec[4] ~= nil or not FIXED_SIZE[spec[3]] then break end
+    if spec[3] == "channel_id" then m.channel_at = at; break end
+    at = at + FIXED_SIZE[spec[3]]
+  end
+end
+
 local function is_byte_string(spec)
   return spec[2] == "f" and (spec[3] == "byte" or spec[3] == "utf8") and spec[4] ~= nil
 end
@@ -381,10 +392,6 @@ local function bigsize(ctx, r, path)
   return value, start
 end
 
-local function hex(ctx, at, n)
-  return (ctx.raw:sub(at + 1, at + n):gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-
 -- Adds the bits of a feature bitfield at [at, at+n) under item: lightning....<field>.bit for every set
 -- bit, and lightning....<field>.<feature name> for the bits BOLT 9 names.
 local function feature_bits(ctx, item, abbrev, at, n)
@@ -398,11 +405,15 @@ local function feature_bits(ctx, item, abbrev, at, n)
           local name = GEN.features[bit - bit % 2]
           local how = (bit % 2 == 0) and "required" or "optional"
           local range = ctx.tvb(at + i, 1)
+          -- One visible line per bit: the named field when BOLT 9 names the bit (the .bit field, still
+          -- filterable, is hidden beside it), else the .bit field.
           local it = item:add(fields[abbrev .. ".bit"], range, bit)
-          it:set_text(string.format("bit %d: %s", bit, name and (name .. " (" .. how .. ")") or "unknown"))
           if name then
-            item:add(fields[abbrev .. "." .. name], range, bit):set_text(string.format("%s: %s (bit %d)", name, how, bit))
-            names[#names + 1] = name
+            it:set_hidden(true)
+            item:add(fields[abbrev .. "." .. name], range, bit):set_text(string.format("bit %d: %s (%s)", bit, name, how))
+            if names[#names] ~= name then names[#names + 1] = name end
+          else
+            it:set_text(string.format("bit %d: unknown", bit))
           end
         end
       end
@@ -456,10 +467,7 @@ local function decode_one(ctx, spec, abbrev, tree, r, path)
       return nil
     elseif tname == "utf8" then tree:add(pf, range, range:string(ENC_UTF_8)); return nil
     elseif FUNDAMENTAL[tname] == "bytes" then
-      local it = tree:add(pf, range)
-      if tname == "channel_id" and ctx.channel == nil and ctx.depth == 0 then
-        ctx.channel = hex(ctx, at, 2) .. ".." .. hex(ctx, at + 30, 2)
-      end
+      tree:add(pf, range)
       return nil
     end
     local value = range:uint()
@@ -644,12 +652,34 @@ local function dissect_message(tvb, pinfo, tree)
   root:add(f.direction, tvb(0, 0), direction)
 
   local comments = { comment_field() }
-  local changes, notes = {}, {}
+  local changes, others = {}, {}
   for _, c in ipairs(comments) do
     local text = c.value
-    if text:sub(1, 6) == "phase " then
-      changes[#changes + 1] = text:sub(7)
-    elseif text:sub(1, 10) == "delivery: " then
+    if text:sub(1, 6) == "phase " then changes[#changes + 1] = text:sub(7) else others[#others + 1] = text end
+  end
+
+  -- The phase after this message: its channel's, else the connection's (first pass; kept for later ones).
+  local mtype = len >= 2 and tvb(0, 2):uint() or nil
+  local spec = mtype and MESSAGES[mtype]
+  local phase
+  if not pinfo.visited then
+    for _, c in ipairs(changes) do apply_phase_comment(c) end
+    local channel
+    if spec and spec.channel_at and len >= spec.channel_at + 32 then
+      local raw = tvb:raw(spec.channel_at, 32)
+      channel = string.format("%02x%02x..%02x%02x", raw:byte(1), raw:byte(2), raw:byte(31), raw:byte(32))
+    end
+    phase = (channel and state.channels[channel]) or state.connection
+    per_frame[pinfo.number] = phase
+  else
+    phase = per_frame[pinfo.number] or "?"
+  end
+  root:add(f.phase, tvb(0, 0), phase)
+  for _, c in ipairs(changes) do root:add(f.phase_change, tvb(0, 0), c) end
+
+  local notes = {}
+  for _, text in ipairs(others) do
+    if text:sub(1, 10) == "delivery: " then
       local it = root:add(f.delivery, tvb(0, 0), text:sub(11))
       if text == "delivery: none" or text == "delivery: replaced" then
         it:add_proto_expert_info(ex.not_delivered, "not delivered as recorded (" .. text .. ")")
@@ -666,7 +696,6 @@ local function dissect_message(tvb, pinfo, tree)
       root:add(f.note, tvb(0, 0), text)
     end
   end
-  for _, c in ipairs(changes) do root:add(f.phase_change, tvb(0, 0), c) end
 
   if len < 2 then
     root:add_proto_expert_info(ex.malformed, string.format("type at byte 0: a message needs at least its 2-byte type; got %d bytes", len))
@@ -674,8 +703,6 @@ local function dissect_message(tvb, pinfo, tree)
     pinfo.cols.info = direction .. " malformed (" .. len .. " bytes)"
     return
   end
-  local mtype = tvb(0, 2):uint()
-  local spec = MESSAGES[mtype]
   local kind = spec and "known" or (mtype >= 32768 and "custom") or (mtype % 2 == 1 and "unknown-odd") or "unknown-even"
   local name = spec and spec.name or kind
   root:append_text(", " .. name .. " (" .. mtype .. ")")
@@ -710,17 +737,6 @@ local function dissect_message(tvb, pinfo, tree)
       root:add_proto_expert_info(ex.unknown_even, "unknown even type " .. mtype .. ": a receiver must fail the connection (BOLT 1)")
     end
   end
-
-  -- The phase after this message: its channel's, else the connection's.
-  local phase
-  if not pinfo.visited then
-    for _, c in ipairs(changes) do apply_phase_comment(c) end
-    phase = (ctx.channel and state.channels[ctx.channel]) or state.connection
-    per_frame[pinfo.number] = phase
-  else
-    phase = per_frame[pinfo.number] or "?"
-  end
-  root:add(f.phase, tvb(0, 0), phase)
 
   local info = direction .. " " .. name .. " (" .. mtype .. ")"
   if malformed then info = info .. " [malformed]" end
