@@ -254,7 +254,8 @@ def test_every_message_field_matches_lnrr_decode(lnrr, lua, session):
 def proto_without_meta(proto):
     """A copy of the lightning element holding only the message's own fields."""
     el = ET.Element("field")
-    el.extend(c for c in children(proto) if c.get("name") not in META)
+    name = first(proto, "lightning.name").get("show")
+    el.extend(c for c in children(proto) if c.get("name") not in META and c.get("name") != f"lightning.{name}")
     return el
 
 
@@ -328,6 +329,14 @@ def test_filters_select_the_right_packets(lnrr, lua, session):
     assert {int(r[0]): r[3] for r in rows}[5] == "opening"
 
 
+def test_phases_match_lnrr_show(lnrr, lua, session):
+    """lnrr's phase tracker (lnrr show) and the dissector's replay of the phase comments agree."""
+    path, _ = session
+    lines, _ = show_json(lnrr, path)
+    rows = fields(lua, path, ["lightning.phase"], "lightning")
+    assert [r[0] for r in rows] == [l["phase"] for l in lines if "hex" in l]
+
+
 def test_session_events_are_fields(lnrr, lua, session):
     path, _ = session
     lines, _ = show_json(lnrr, path)
@@ -374,3 +383,45 @@ def test_installed_plugin_works_without_options(lnrr, tmp_path):
     r = run(lnrr, "wireshark", "--install", env=env, check=False)
     assert r.returncode == 1 and "not lnrr's dissector" in r.stderr
     assert installed.read_text() == "-- not ours\n"
+
+
+def doc_commands(path, only_tshark=False):
+    """The shell commands of a Markdown file's ```sh blocks, one per line."""
+    out, inside = [], False
+    for line in (REPO / path).read_text().splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh"
+            continue
+        if inside and line.strip() and not line.startswith("#") and (not only_tshark or line.startswith("tshark")):
+            out.append(line)
+    return out
+
+
+def run_doc_command(lnrr, command, home):
+    env = {"HOME": str(home), "PATH": f"{Path(lnrr).parent}:/usr/bin:/bin"}
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (command, r.stderr)
+    assert "Lua: Error" not in r.stdout + r.stderr, (command, r.stderr)
+    return r.stdout
+
+
+def test_docs_commands_run_as_typed(lnrr, tmp_path):
+    """Every command of docs/wireshark.md, in order (install first), against the example recording."""
+    commands = doc_commands("docs/wireshark.md")
+    assert commands[0] == "lnrr wireshark --install" and len(commands) > 20
+    outputs = {c: run_doc_command(lnrr, c, tmp_path / "home") for c in commands}
+    assert "a->b commitment_signed (132)" in outputs["tshark -r recordings/examples/custommsg-during-closing.pcapng -Y 'lightning.type == 132'"]
+    table = next(o for c, o in outputs.items() if "-e frame.time_relative" in c)
+    assert "b->a\tclosing\tshutdown" in table
+
+
+def test_recordings_readme_one_liner_names_every_message(lnrr, tmp_path):
+    [one_liner] = doc_commands("recordings/examples/README.md", only_tshark=True)
+    rows = [line.split("\t") for line in run_doc_command(lnrr, one_liner, tmp_path / "home").splitlines()]
+    lines, _ = show_json(lnrr, EXAMPLE)
+    messages = [l for l in lines if "hex" in l]
+    assert [r[2] for r in rows] == [l.get("name") or l.get("kind") for l in messages]
+    assert [r[1] for r in rows] == [l["dir"] for l in messages]
+    # The phase the dissector rebuilds from the recording's comments is the one lnrr's tracker gives.
+    assert [r[3] for r in rows] == [l["phase"] for l in messages]
+    assert rows[-2][1:] == ["a->b", "custom", "closing"]

@@ -255,6 +255,7 @@ local function add_field(abbrev, ftype, label, extra)
   if ftype == "string" then f = ProtoField.string(abbrev, label)
   elseif ftype == "bytes" then f = ProtoField.bytes(abbrev, label)
   elseif ftype == "bool" then f = ProtoField.bool(abbrev, label)
+  elseif ftype == "none" then f = ProtoField.none(abbrev, label)
   elseif ftype == "uint16" and extra then f = ProtoField.uint16(abbrev, label, base.DEC, extra)
   else f = ProtoField[ftype](abbrev, label, base.DEC) end
   fields[abbrev] = f
@@ -275,14 +276,18 @@ for _, s in ipairs(GEN.tlv_streams) do
 end
 for _, s in ipairs(GEN.subtypes) do SUBTYPES[s[1]] = s[2] end
 
--- Where a message's channel id (its first channel_id field: channel_id or temporary_channel_id)
--- starts, when only fixed-size fields precede it; the phase of the message is that channel's.
+-- Where a message's channel id (its first `channel_id` or `temporary_channel_id` field, of type
+-- channel_id or byte[32]) starts, when only fixed-size fields precede it; the phase of the message
+-- is that channel's.
 for _, m in pairs(MESSAGES) do
   local at = 2
   for _, spec in ipairs(m.fields) do
-    if spec[2] ~= "f" or spec[4] ~= nil or not FIXED_SIZE[spec[3]] then break end
-    if spec[3] == "channel_id" then m.channel_at = at; break end
-    at = at + FIXED_SIZE[spec[3]]
+    local size
+    if spec[2] == "f" and spec[4] == nil then size = FIXED_SIZE[spec[3]]
+    elseif spec[2] == "f" and spec[3] == "byte" and type(spec[4]) == "number" then size = spec[4] end
+    if not size then break end
+    if (spec[1] == "channel_id" or spec[1] == "temporary_channel_id") and size == 32 then m.channel_at = at; break end
+    at = at + size
   end
 end
 
@@ -332,7 +337,10 @@ local f = {
   tlv_value = add_field("lightning.tlv.value", "bytes", "TLV value"),
 }
 -- Generated declarations follow the fixed ones so that the fixed names win any clash.
-for _, m in ipairs(GEN.messages) do declare(m[2], m[3]) end
+for _, m in ipairs(GEN.messages) do
+  add_field("lightning." .. m[2], "none", m[2])  -- present in every such message: -Y lightning.update_add_htlc
+  declare(m[2], m[3])
+end
 for _, s in ipairs(GEN.subtypes) do declare(s[1], s[2]) end
 for _, s in ipairs(GEN.tlv_streams) do
   for _, r in ipairs(s[2]) do
@@ -707,6 +715,7 @@ local function dissect_message(tvb, pinfo, tree)
   local name = spec and spec.name or kind
   root:append_text(", " .. name .. " (" .. mtype .. ")")
   root:add(f.type, tvb(0, 2))
+  if spec then root:add(fields["lightning." .. name], tvb(0, 2)):set_hidden(true) end
   root:add(f.name, tvb(0, 2), name)
   root:add(f.kind, tvb(0, 2), kind)
   root:add(f.length, tvb(0, len), len)
