@@ -540,3 +540,59 @@ def test_events_json_edge_cases(lua, tmp_path):
     assert rows[3][5] == 'nested={"a":[1,2,{"b":null}]}|n=-1.5e3'
     for row in rows[4:]:
         assert "event is not a JSON object" in row[6], row
+
+
+def test_every_field_is_registered_with_its_type(lua):
+    """`tshark -G fields` lists a typed field for every field of every message, subtype and TLV record
+    in pyln-proto's reading of the CSVs, and one per BOLT 9 feature under every feature bitfield."""
+    r = subprocess.run([tshark(), "-G", "fields", "-X", f"lua_script:{lua}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    registered = {row[2]: row[3] for row in (l.split("\t") for l in r.stdout.splitlines()) if row[0] == "F"}
+    ns = namespace()
+    expected = {}
+
+    def want(abbrev, ftype):
+        kind = type(ftype).__name__
+        if kind == "LengthFieldType":
+            ftype, kind = ftype.underlying_type, "IntegerType"
+        if kind == "IntegerType":
+            expected[abbrev] = f"FT_{'INT' if ftype.name.startswith('s') else 'UINT'}{ftype.bytelen * 8}"
+        elif kind == "TruncatedIntType":
+            expected[abbrev] = f"FT_UINT{ftype.maxbytes * 8}"
+        elif kind == "BigSizeType":
+            expected[abbrev] = "FT_UINT64"
+        elif kind == "ShortChannelIDType":
+            expected[abbrev] = "FT_STRING"
+        elif kind in ("SizedArrayType", "EllipsisArrayType", "DynamicArrayType"):
+            if ftype.elemtype.name == "byte":
+                expected[abbrev] = "FT_BYTES"
+            else:
+                want(abbrev, ftype.elemtype)
+        else:
+            expected[abbrev] = "FT_BYTES"  # points, hashes, signatures, subtypes, TLV streams
+
+    def walk(scope, fields_):
+        for f in fields_:
+            want(f"lightning.{scope}.{f.name}", f.fieldtype)
+
+    for m in (ns.get_msgtype_by_number(n) for n in range(0, 1024)):
+        if m:
+            walk(m.name, m.fields)
+            for f in m.fields:
+                kind = type(f.fieldtype).__name__
+                if kind == "TlvStreamType":
+                    for record in f.fieldtype.fields:
+                        expected[f"lightning.{f.fieldtype.name}.{record.name}"] = "FT_BYTES"
+                        walk(f"{f.fieldtype.name}.{record.name}", record.fields)
+                sub = getattr(f.fieldtype, "elemtype", f.fieldtype)
+                if type(sub).__name__ == "SubtypeType":
+                    walk(sub.name, sub.fields)
+    assert len(expected) > 300
+    wrong = {a: (t, registered.get(a)) for a, t in expected.items() if registered.get(a) != t}
+    assert not wrong, wrong
+    features = [l.split(",")[2] for l in (REPO / "tools/bolts/09-features.csv").read_text().splitlines()]
+    for bitfield in ["lightning.init.features", "lightning.init.globalfeatures", "lightning.node_announcement.features",
+                     "lightning.channel_announcement.features", "lightning.open_channel_tlvs.channel_type.type"]:
+        assert registered[bitfield + ".bit"] == "FT_UINT16"
+        assert all(registered.get(f"{bitfield}.{name}") == "FT_UINT16" for name in features), bitfield
+    print(f"{len(expected)} catalogue fields registered with their types; {len(registered)} fields in all")

@@ -291,6 +291,10 @@ for _, m in pairs(MESSAGES) do
   end
 end
 
+local FEATURE_BITS = {}
+for bit in pairs(GEN.features) do FEATURE_BITS[#FEATURE_BITS + 1] = bit end
+table.sort(FEATURE_BITS)
+
 local function is_byte_string(spec)
   return spec[2] == "f" and (spec[3] == "byte" or spec[3] == "utf8") and spec[4] ~= nil
 end
@@ -304,8 +308,8 @@ local function declare(scope, specs)
       add_field(abbrev, spec[3] == "utf8" and "string" or "bytes", spec[1])
       if spec[3] == "byte" and FEATURE_FIELDS[spec[1]] then
         add_field(abbrev .. ".bit", "uint16", spec[1] .. " bit")
-        for bit, name in pairs(GEN.features) do
-          add_field(abbrev .. "." .. name, "uint16", name)
+        for _, bit in ipairs(FEATURE_BITS) do
+          add_field(abbrev .. "." .. GEN.features[bit], "uint16", GEN.features[bit])
         end
       end
     elseif spec[2] == "f" then
