@@ -554,11 +554,15 @@ local function decode_field(ctx, spec, scope, tree, r, path, siblings)
       i = i + 1
     end
   else
-    -- Every element takes at least one byte: a count beyond the bytes left cannot be met.
-    if count > r.stop - r.at then
-      fail(ctx, r.at, path, string.format("truncated: %d elements, %d bytes left", count, r.stop - r.at))
+    -- Elements are decoded until one runs out of bytes (where lnrr's decoder stops too); an element
+    -- of zero bytes cannot exhaust a huge count that way, so such a count is refused instead of looped.
+    for i = 0, count - 1 do
+      local before = r.at
+      decode_one(ctx, spec, abbrev, tree, r, path .. "[" .. i .. "]")
+      if r.at == before and count - i > 65535 then
+        fail(ctx, r.at, path, string.format("%s elements of zero bytes", tostring(count)))
+      end
     end
-    for i = 0, count - 1 do decode_one(ctx, spec, abbrev, tree, r, path .. "[" .. i .. "]") end
   end
   return nil
 end
