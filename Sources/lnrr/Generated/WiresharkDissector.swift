@@ -371,8 +371,17 @@ local ex = {
 }
 lightning.experts = { ex.malformed, ex.unknown_even, ex.unknown_odd, ex.extra, ex.internal, ex.not_delivered, ex.made_by_lnrr }
 
-local direction_field = Field.new("frame.packet_flags_direction")
-local comment_field = Field.new("frame.comment")
+-- The pcapng direction flags and packet comments, under the names Wireshark has used for them; a
+-- version without one simply shows no direction (or no annotations) instead of failing to load.
+local function field_named(...)
+  for _, name in ipairs({ ... }) do
+    local ok, fld = pcall(Field.new, name)
+    if ok and fld then return fld end
+  end
+  return function() return nil end
+end
+local direction_field = field_named("frame.packet_flags_direction")
+local comment_field = field_named("frame.comment", "pkt_comment")
 
 -- ---------------------------------------------------------------------------------------------
 -- Decoding. A reader is {at, stop} over the packet; `fail` raises a Failure that the dissector
