@@ -33,6 +33,7 @@ struct LNRR: AsyncParsableCommand {
             KeysCommand.self,
             ReplayCommand.self,
             WiresharkCommand.self,
+            ViewCommand.self,
         ]
     )
 }

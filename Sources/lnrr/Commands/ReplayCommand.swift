@@ -91,6 +91,9 @@ struct ReplayCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "One JSON object per line.")
     var json = false
 
+    @Option(name: .long, help: ArgumentHelp("Also write the replay as a ladder diagram (HTML, see lnrr view): the live node's messages beside the recorded ones, the first divergence highlighted.", valueName: "OUT.html"))
+    var report: String?
+
     @Flag(name: .long, help: "Accept a key file that group or others can read.")
     var insecureKeys = false
 
@@ -139,14 +142,19 @@ struct ReplayCommand: AsyncParsableCommand {
         let options = ReplayOptions(side: side, matcher: MessageMatcher(mode: MatchMode(rawValue: match)!, ignoredFields: ignoredFields),
                                     timing: timingMode, timeoutNanos: UInt64(timeout) * 1_000_000, ignore: filter, rules: ruleSet)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let outcomes = ReplayOutcomes()
         let driver = ReplayDriver(options: options, endpoint: endpoint, secret: secret,
                                   connectTimeout: .nanoseconds(Int64(connectTimeout * 1e9)), group: group,
                                   onListening: { printer.listening($0, nodeID: secret.nodeID) },
-                                  onReport: { printer.report($0) })
+                                  onReport: { printer.report($0); outcomes.add($0) })
         var connectionError: Error?
         do { try await driver.run(segments) } catch { connectionError = error }
         try? await group.shutdownGracefully()
         let verdict = printer.finish(truncated: segments.contains(where: \.truncated), connectionError: connectionError.map { "\($0)" })
+        if let report {
+            try ReplayReport.write(to: report, recordings: segments.map(\.path), side: side, match: match, outcomes: outcomes.all,
+                                   verdict: connectionError != nil ? "error" : verdict ? "matched" : "diverged")
+        }
         if let connectionError { throw CLIError("replay: \(connectionError)") }
         if !verdict { throw CLIError("", code: .failure) }
     }

@@ -166,31 +166,7 @@ struct ShowPrinter {
             if let types = options.types, !(type.map(types.contains) ?? false) { return }
             let offset = message.timestampNanos &- start
             if options.json {
-                // Written field by field: this line is printed a million times for big recordings.
-                output += "{\"i\":" + String(message.index) + ",\"t_ns\":" + String(offset) + ",\"ts_ns\":" + String(message.timestampNanos)
-                output += ",\"dir\":\"" + message.direction.rawValue + "\",\"type\":" + (type.map { String($0) } ?? "null")
-                output += ",\"name\":\"" + (type.map(MessageCatalogue.displayName) ?? "runt") + "\",\"len\":" + String(message.bytes.count)
-                output += ",\"hex\":\"" + Hex.encode(message.bytes) + "\",\"phase_before\":\"" + observation.before.rawValue
-                output += "\",\"phase\":\"" + observation.after.rawValue + "\""
-                var extra: [(String, JSONLine.Value)] = []
-                if let channel = observation.channel { extra.append(("channel", .string(channel.hex))) }
-                if !message.comments.isEmpty { extra.append(("comments", .array(message.comments.map { .string($0) }))) }
-                if !observation.changes.isEmpty { extra.append(("phase_changes", .array(observation.changes.map { .string($0.description) }))) }
-                if !message.checksumOK { extra.append(("checksum_ok", .bool(false))) }
-                for (key, value) in extra {
-                    output += ","
-                    JSONLine.writeString(key, into: &output)
-                    output += ":"
-                    JSONLine.write(value, into: &output)
-                }
-                output += "}"
-                if options.decode {
-                    // Splice the decoded message in as the last key.
-                    output.removeLast()
-                    output += ",\"decoded\":"
-                    WireCodec.decode(message.bytes).json.write(into: &output)
-                    output += "}"
-                }
+                Self.writeJSON(message, offset: offset, observation: observation, decode: options.decode, into: &output)
                 output += "\n"
             } else {
                 let name = type.map(MessageCatalogue.displayName) ?? "runt"
@@ -216,15 +192,7 @@ struct ShowPrinter {
             let start = startNanos ?? event.timestampNanos
             let offset = event.timestampNanos &- min(start, event.timestampNanos)
             if options.json {
-                var pairs: [(String, JSONLine.Value)] = [("event", .string(event.event.name)), ("t_ns", .uint(offset)), ("ts_ns", .uint(event.timestampNanos))]
-                for key in event.event.fields.keys.sorted() {
-                    switch event.event.fields[key]! {
-                    case .string(let s): pairs.append((key, .string(s)))
-                    case .int(let i): pairs.append((key, .int(i)))
-                    case .bool(let b): pairs.append((key, .bool(b)))
-                    }
-                }
-                output += JSONLine.render(.object(pairs)) + "\n"
+                output += JSONLine.render(Self.json(event, offset: offset)) + "\n"
             } else {
                 let fields = event.event.fields.keys.sorted().map { key -> String in
                     switch event.event.fields[key]! {
@@ -237,6 +205,48 @@ struct ShowPrinter {
             }
         }
         if output.utf8.count > 1 << 16 { flush() }
+    }
+
+    /// One message as `lnrr show --json` prints it (without the newline); `lnrr view` embeds the
+    /// same objects. Written field by field: this runs a million times for big recordings.
+    static func writeJSON(_ message: RecordedMessage, offset: UInt64, observation: PhaseObservation, decode: Bool,
+                          into output: inout String) {
+        let type = message.type
+        output += "{\"i\":" + String(message.index) + ",\"t_ns\":" + String(offset) + ",\"ts_ns\":" + String(message.timestampNanos)
+        output += ",\"dir\":\"" + message.direction.rawValue + "\",\"type\":" + (type.map { String($0) } ?? "null")
+        output += ",\"name\":\"" + (type.map(MessageCatalogue.displayName) ?? "runt") + "\",\"len\":" + String(message.bytes.count)
+        output += ",\"hex\":\"" + Hex.encode(message.bytes) + "\",\"phase_before\":\"" + observation.before.rawValue
+        output += "\",\"phase\":\"" + observation.after.rawValue + "\""
+        var extra: [(String, JSONLine.Value)] = []
+        if let channel = observation.channel { extra.append(("channel", .string(channel.hex))) }
+        if !message.comments.isEmpty { extra.append(("comments", .array(message.comments.map { .string($0) }))) }
+        if !observation.changes.isEmpty { extra.append(("phase_changes", .array(observation.changes.map { .string($0.description) }))) }
+        if !message.checksumOK { extra.append(("checksum_ok", .bool(false))) }
+        for (key, value) in extra {
+            output += ","
+            JSONLine.writeString(key, into: &output)
+            output += ":"
+            JSONLine.write(value, into: &output)
+        }
+        if decode {
+            // The decoded message goes last.
+            output += ",\"decoded\":"
+            WireCodec.decode(message.bytes).json.write(into: &output)
+        }
+        output += "}"
+    }
+
+    /// One session event as `lnrr show --json` prints it.
+    static func json(_ event: RecordedEvent, offset: UInt64) -> JSONLine.Value {
+        var pairs: [(String, JSONLine.Value)] = [("event", .string(event.event.name)), ("t_ns", .uint(offset)), ("ts_ns", .uint(event.timestampNanos))]
+        for key in event.event.fields.keys.sorted() {
+            switch event.event.fields[key]! {
+            case .string(let s): pairs.append((key, .string(s)))
+            case .int(let i): pairs.append((key, .int(i)))
+            case .bool(let b): pairs.append((key, .bool(b)))
+            }
+        }
+        return .object(pairs)
     }
 
     mutating func flush() {
