@@ -100,7 +100,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 3px; font-size: 11p
   <span id="count"></span>
   <span id="verdict"></span>
   <label>type <input id="filter" placeholder="names, numbers, custom (/)" autocomplete="off"></label>
-  <label>direction <select id="dir"><option value="">both</option><option>a-&gt;b</option><option>b-&gt;a</option></select></label>
+  <label>direction <select id="dir"><option value="">both</option><option value="a-&gt;b">a-&gt;b</option><option value="b-&gt;a">b-&gt;a</option></select></label>
   <span class="legend">phases<i class="p-init"></i>init<i class="p-opening"></i>opening<i class="p-channel"></i>channel<i class="p-closing"></i>closing<i class="p-closed"></i>closed</span>
   <span><kbd>j</kbd>/<kbd>k</kbd> move <kbd>Enter</kbd> details <kbd>/</kbd> filter <kbd>n</kbd> next mark</span>
 </header>
@@ -113,6 +113,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 3px; font-size: 11p
 "use strict";
 const H = 24, OVERSCAN = 20;
 const data = JSON.parse(document.getElementById("lnrr-data").textContent);
+document.getElementById("lnrr-data").remove();  // the parsed copy is all the page needs: free the text
 const replay = data.replay || null;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
