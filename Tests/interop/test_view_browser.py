@@ -428,3 +428,66 @@ def test_hundred_thousand_messages_stay_usable(lnrr, browser, tmp_path):
     # Generous bounds: the machine is shared; docs/performance.md has the measured figures.
     assert load_ms < 60_000 and rss < 4_000_000, figures
     assert console_errors(browser) == []
+
+
+def test_rule_actions_hook_verdicts_and_disconnects_are_marked(lnrr, browser, tmp_path):
+    """Every `delivery:` note, a hook verdict, a rule halt and a disconnect, as the format document
+    defines them, show on their arrows and rows."""
+    t0 = 1_795_000_000_000_000_000
+    custom = bytes.fromhex("8001c0ffee")
+    ping = bytes.fromhex("0012000400020000")
+    records = [
+        ("event", t0, {"event": "session-start", "a_address": "127.0.0.1:3"}),
+        ("msg", t0 + 1, "a->b", bytes.fromhex("001000000000"), []),
+        ("msg", t0 + 2, "b->a", bytes.fromhex("001000000000"), []),
+        ("msg", t0 + 3, "a->b", ping, ['rule "no-pings": dropped', "delivery: none"]),              # 2
+        ("msg", t0 + 4, "a->b", ping, ['rule "twice": duplicated', "delivery: twice"]),             # 3
+        ("msg", t0 + 5, "b->a", custom, ['rule "swap": replaced', "delivery: replaced"]),           # 4
+        ("msg", t0 + 6, "b->a", bytes.fromhex("8001beef"), ["replacement for #4", "delivery: replacement"]),  # 5
+        ("msg", t0 + 7, "a->b", custom, []),                                                        # 6: the hook drops it
+        ("event", t0 + 8, {"event": "hook", "direction": "a->b", "message": 6, "result": "drop"}),
+        ("event", t0 + 9, {"event": "rule-halt", "kind": "blackhole"}),
+        ("event", t0 + 10, {"event": "close", "reason": "disconnected", "detail": "a rule cut it"}),
+    ]
+    rec = tmp_path / "actions.pcapng"
+    write_pcapng(rec, meta(1, t0), records)
+    page = tmp_path / "actions.html"
+    view(lnrr, rec, "-o", page)
+    open_page(browser, page)
+
+    def row(i):
+        return browser.find_element(By.CSS_SELECTOR, f".row.msg[data-i='{i}']")
+
+    def marks(i):
+        return {m.get_attribute("class").split()[1]: m.text for m in row(i).find_elements(By.CSS_SELECTOR, ".mk")}
+
+    assert marks(2) == {"mk-drop": "not delivered", "mk-rule": "rule no-pings"}
+    assert row(2).find_elements(By.CSS_SELECTOR, ".arrow.cut")          # stops at lnrr
+    assert marks(3) == {"mk-twice": "twice", "mk-rule": "rule twice"} and "\u00d72" in row(3).text
+    assert "mk-replaced" in marks(4) and row(4).find_elements(By.CSS_SELECTOR, ".arrow.cut")
+    assert "mk-replacement" in marks(5) and row(5).find_elements(By.CSS_SELECTOR, ".arrow.from-lnrr")
+    assert marks(6) == {"mk-hook": "hook: drop"} and row(6).find_elements(By.CSS_SELECTOR, ".arrow.cut")
+    assert not row(0).find_elements(By.CSS_SELECTOR, ".mk") and not row(0).find_elements(By.CSS_SELECTOR, ".arrow.cut")
+    cuts = [r.text for r in browser.find_elements(By.CSS_SELECTOR, ".row.ev.cut")]
+    assert len(cuts) == 2 and "rule-halt kind=blackhole" in cuts[0] and "reason=disconnected" in cuts[1]
+    # n jumps from mark to mark, and opens the details.
+    browser.find_element(By.ID, "ladder").send_keys("n")
+    assert browser.find_element(By.CSS_SELECTOR, ".row.sel").get_attribute("data-i") == "2"
+    assert "rule \"no-pings\": dropped" in browser.find_element(By.ID, "detail").text
+    assert console_errors(browser) == []
+
+
+def test_a_truncated_recording_is_viewed_with_its_problem(lnrr, browser, tmp_path):
+    raw = EXAMPLE.read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(raw[: len(raw) * 2 // 3])
+    kept, _ = read_pcapng(cut)
+    r = run(lnrr, "view", cut, check=False)
+    assert r.returncode == 0 and "truncated tail" in r.stderr, r
+    page = tmp_path / "cut.html"   # beside the recording, by default
+    open_page(browser, page)
+    assert len(rows(browser)) == len(kept) < 22
+    assert "problems: truncated tail" in browser.find_element(By.CSS_SELECTOR, ".row.seg").text
+    assert console_errors(browser) == []
+    # To standard output with -o -.
+    assert run(lnrr, "view", EXAMPLE, "-o", "-").stdout == EXAMPLE_HTML.read_text()

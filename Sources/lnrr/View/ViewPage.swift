@@ -357,6 +357,7 @@ document.addEventListener("keydown", (e) => {
 function valueHTML(v, path, diffs) {
   if (v !== null && typeof v === "object" && !Array.isArray(v) && "hex" in v && "names" in v)
     return esc(v.hex || "(empty)") + (v.names.length ? "  [" + esc(v.names.join(", ")) + "]" : "");
+  if (v !== null && typeof v === "object" && Object.keys(v).length === 0) return "(none)";
   if (v !== null && typeof v === "object") return '<div class="nest">' + fieldsHTML(v, path, diffs) + "</div>";
   return esc(typeof v === "string" ? v : JSON.stringify(v));
 }
