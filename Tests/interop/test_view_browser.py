@@ -447,7 +447,7 @@ def test_rule_actions_hook_verdicts_and_disconnects_are_marked(lnrr, browser, tm
         ("msg", t0 + 7, "a->b", custom, []),                                                        # 6: the hook drops it
         ("event", t0 + 8, {"event": "hook", "direction": "a->b", "message": 6, "result": "drop"}),
         ("event", t0 + 9, {"event": "rule-halt", "kind": "blackhole"}),
-        ("event", t0 + 10, {"event": "close", "reason": "disconnected", "detail": "a rule cut it"}),
+        ("event", t0 + 10, {"event": "close", "reason": "disconnected", "detail": "a rule cut it </script><!-- <b>"}),
     ]
     rec = tmp_path / "actions.pcapng"
     write_pcapng(rec, meta(1, t0), records)
@@ -470,6 +470,10 @@ def test_rule_actions_hook_verdicts_and_disconnects_are_marked(lnrr, browser, tm
     assert not row(0).find_elements(By.CSS_SELECTOR, ".mk") and not row(0).find_elements(By.CSS_SELECTOR, ".arrow.cut")
     cuts = [r.text for r in browser.find_elements(By.CSS_SELECTOR, ".row.ev.cut")]
     assert len(cuts) == 2 and "rule-halt kind=blackhole" in cuts[0] and "reason=disconnected" in cuts[1]
+    # Text from the recording is data, never markup: it cannot end the embedded JSON or add elements.
+    assert "a rule cut it </script><!-- <b>" in cuts[1]
+    embedded = json.loads(page.read_text().split('id="lnrr-data">')[1].split("</script>")[0])
+    assert embedded["segments"][0]["records"][-1]["detail"] == "a rule cut it </script><!-- <b>"
     # n jumps from mark to mark, and opens the details.
     browser.find_element(By.ID, "ladder").send_keys("n")
     assert browser.find_element(By.CSS_SELECTOR, ".row.sel").get_attribute("data-i") == "2"

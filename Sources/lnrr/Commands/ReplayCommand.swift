@@ -102,6 +102,7 @@ struct ReplayCommand: AsyncParsableCommand {
         if offline {
             if connect != nil || listen != nil { throw ValidationError("--offline uses no network: leave out --connect and --listen") }
             if files.count != 1 { throw ValidationError("--offline takes one recording") }
+            if report != nil { throw ValidationError("--report draws a replay against a live node; for a recording alone use lnrr view") }
             return
         }
         guard let side, ReplaySide(rawValue: side) != nil else { throw ValidationError("--as must be a or b: the recorded side lnrr plays") }
@@ -152,7 +153,7 @@ struct ReplayCommand: AsyncParsableCommand {
         try? await group.shutdownGracefully()
         let verdict = printer.finish(truncated: segments.contains(where: \.truncated), connectionError: connectionError.map { "\($0)" })
         if let report {
-            try ReplayReport.write(to: report, recordings: segments.map(\.path), side: side, match: match, outcomes: outcomes.all,
+            try ReplayReport.write(to: report, segments: segments, side: side, match: match, outcomes: outcomes.all,
                                    verdict: connectionError != nil ? "error" : verdict ? "matched" : "diverged")
         }
         if let connectionError { throw CLIError("replay: \(connectionError)") }

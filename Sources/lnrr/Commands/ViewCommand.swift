@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LNRecording
 
 /// `lnrr view`: recordings as a ladder diagram in one self-contained HTML file.
 struct ViewCommand: ParsableCommand {
@@ -42,17 +43,26 @@ struct ViewCommand: ParsableCommand {
 
     func run() throws {
         let out = output ?? Self.defaultOutput(for: files[0])
-        let segments: [ViewData.Segment]
+        let recordings: [ViewData.Recording]
         do {
-            segments = try ViewData.ordered(ViewData.segments(paths: files))
+            recordings = try ViewData.ordered(paths: files)
         } catch {
             throw CLIError("lnrr view: \(error)")
         }
-        for segment in segments {
-            for problem in segment.problems { Terminal.standardError.write("note: \(segment.path): \(problem)") }
+        let title = "lnrr view: " + recordings.map { ($0.path as NSString).lastPathComponent }.joined(separator: ", ")
+        var problems: [[RecordingProblem]] = []
+        do {
+            try PageWriter.write(to: out) { page in
+                problems = try ViewData.write(title: title, recordings: recordings, into: &page)
+            }
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("lnrr view: \(error)")
         }
-        let title = "lnrr view: " + segments.map { ($0.path as NSString).lastPathComponent }.joined(separator: ", ")
-        try ViewPage.write(ViewPage.html(data: ViewData.document(title: title, segments: segments)), to: out)
+        for (recording, found) in zip(recordings, problems) {
+            for problem in found { Terminal.standardError.write("note: \(recording.path): \(problem)") }
+        }
         if out != "-" { Terminal.standardError.write("wrote \(out)") }
     }
 

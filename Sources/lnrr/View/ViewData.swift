@@ -17,31 +17,34 @@ enum ViewError: Error, CustomStringConvertible {
     }
 }
 
-/// Builds the JSON document a view page embeds. Messages and events are the objects
+/// Writes the JSON document a view page embeds. Messages and events are the objects
 /// `lnrr show --json --decode` prints (`ShowPrinter.writeJSON`), replay steps those of
 /// `lnrr replay --json` plus `decoded`: one JSON form for every consumer. The only view-specific
 /// part is `channels`: the phase spans of each channel, worked out here by the phase tracker so the
 /// page never parses phase-change text.
 ///
-/// The output is deterministic (no generation time, file names without their folder), so a page
+/// The document is streamed into the page as it is made (a 100,000-message page is over 100 MB),
+/// and it is deterministic (no generation time, file names without their folder), so a page
 /// generated from a committed recording can be checked for freshness.
 enum ViewData {
-    /// One recording, read into the page's JSON.
-    struct Segment {
+    /// A recording to draw: where it is and who it is about.
+    struct Recording {
         var path: String
         var metadata: SessionMetadata?
-        var json: String
-        var problems: [RecordingProblem]
     }
 
-    /// Reads recordings (in the order given) and renders each as a segment object.
-    static func segments(paths: [String]) throws -> [Segment] {
-        try paths.map(segment(path:))
-    }
-
-    /// Sorts segments by their start, as reconnects, and checks they are of one pair of nodes.
-    static func ordered(_ segments: [Segment]) throws -> [Segment] {
-        let sorted = segments.enumerated().sorted {
+    /// Reads the recordings' metadata, sorts them by their start (reconnects stack in the order they
+    /// were recorded) and checks they are of one pair of nodes.
+    static func ordered(paths: [String]) throws -> [Recording] {
+        let recordings = try paths.map { path in
+            do {
+                // The fast path: nothing is copied, only the metadata is kept.
+                return Recording(path: path, metadata: try RecordingReader.scan(path: path, onMessage: { _ in }).metadata)
+            } catch {
+                throw ViewError.unreadable(path, "\(error)")
+            }
+        }
+        let sorted = recordings.enumerated().sorted {
             ($0.element.metadata?.startedNanos ?? 0, $0.offset) < ($1.element.metadata?.startedNanos ?? 0, $1.offset)
         }.map(\.element)
         if let first = sorted.first {
@@ -52,18 +55,47 @@ enum ViewData {
         return sorted
     }
 
-    static func segment(path: String) throws -> Segment {
-        var records = ""
+    /// Writes `{"title", "segments": [...], "replay": {...}?}`; returns each recording's problems.
+    static func write(title: String, recordings: [Recording], replay: String? = nil,
+                      into page: inout PageWriter) throws -> [[RecordingProblem]] {
+        var out = "{\"title\":"
+        JSONLine.writeString(title, into: &out)
+        out += ",\"segments\":[\n"
+        var problems: [[RecordingProblem]] = []
+        for (i, recording) in recordings.enumerated() {
+            if i > 0 { out += ",\n" }
+            problems.append(try segment(recording, into: &out, page: &page))
+        }
+        out += "]"
+        if let replay { out += ",\n\"replay\":" + replay }
+        out += "}"
+        try page.data(out)
+        return problems
+    }
+
+    /// One recording as a segment object, appended to `out`, which is handed to the page whenever
+    /// it grows past a megabyte.
+    private static func segment(_ recording: Recording, into out: inout String, page: inout PageWriter) throws -> [RecordingProblem] {
         var tracker = PhaseTracker()
         var bands = Bands()
         var start: UInt64?
         var count = 0
+        var failure: Error?
+        out += "{\"file\":"
+        JSONLine.writeString((recording.path as NSString).lastPathComponent, into: &out)
+        out += ",\"meta\":"
+        if let metadata = recording.metadata, let data = try? JSONEncoder.sorted.encode(metadata) {
+            out += String(decoding: data, as: UTF8.self)
+        } else {
+            out += "null"
+        }
+        out += ",\"records\":[\n"
         let reader: RecordingReader
         do {
             // Times count from the first record: the `session-start` event, at the metadata's
             // `started_ns`, in every file lnrr writes (what `lnrr show` counts from).
-            reader = try RecordingReader.forEachEntry(path: path) { entry in
-                if count > 0 { records += ",\n" }
+            reader = try RecordingReader.forEachEntry(path: recording.path) { entry in
+                if count > 0 { out += ",\n" }
                 count += 1
                 switch entry {
                 case .message(let message):
@@ -72,38 +104,25 @@ enum ViewData {
                     let observation = tracker.observe(message.bytes, direction: message.direction)
                     bands.note(observation, at: message.index)
                     ShowPrinter.writeJSON(message, offset: message.timestampNanos &- base, observation: observation,
-                                          decode: true, into: &records)
+                                          decode: true, into: &out)
                 case .event(let event):
                     let base = start ?? event.timestampNanos
                     if start == nil { start = base }
-                    JSONLine.write(ShowPrinter.json(event, offset: event.timestampNanos &- min(base, event.timestampNanos)), into: &records)
+                    JSONLine.write(ShowPrinter.json(event, offset: event.timestampNanos &- min(base, event.timestampNanos)), into: &out)
+                }
+                if out.utf8.count >= 1 << 20, failure == nil {
+                    do { try page.data(out) } catch { failure = error }
+                    out = ""
                 }
             }
         } catch {
-            throw ViewError.unreadable(path, "\(error)")
+            throw ViewError.unreadable(recording.path, "\(error)")
         }
-        let metadata = reader.metadata
-        var out = "{\"file\":"
-        JSONLine.writeString((path as NSString).lastPathComponent, into: &out)
-        out += ",\"meta\":"
-        if let metadata, let data = try? JSONEncoder.sorted.encode(metadata) {
-            out += String(decoding: data, as: UTF8.self)
-        } else {
-            out += "null"
-        }
-        out += ",\"problems\":"
+        if let failure { throw failure }
+        out += "],\"problems\":"
         JSONLine.write(.array(reader.problems.map { .string($0.description) }), into: &out)
-        out += ",\"channels\":" + bands.json + ",\"records\":[\n" + records + "]}"
-        return Segment(path: path, metadata: metadata, json: out, problems: reader.problems)
-    }
-
-    /// The whole document: `{"title", "segments": [...], "replay": {...}?}`.
-    static func document(title: String, segments: [Segment], replay: String? = nil) -> String {
-        var out = "{\"title\":"
-        JSONLine.writeString(title, into: &out)
-        out += ",\"segments\":[\n" + segments.map(\.json).joined(separator: ",\n") + "]"
-        if let replay { out += ",\n\"replay\":" + replay }
-        return out + "}"
+        out += ",\"channels\":" + bands.json + ",\"channels_not_shown\":" + String(bands.notShown.count) + "}"
+        return reader.problems
     }
 
     /// The phase spans of the connection and of every channel of one recording.
@@ -116,7 +135,12 @@ enum ViewData {
             var spans: [(Int, ChannelPhase, String)]
         }
 
+        /// Channels after this many get no band: a page stays readable, and a recording full of
+        /// invented channel ids cannot make it thousands of columns wide.
+        static let maxChannels = 16
         var columns = [Column(id: nil, label: "connection", spans: [(0, .initializing, "")])]
+        /// Channels seen beyond `maxChannels`.
+        var notShown = Set<ChannelID>()
         /// Column of each channel id, temporary ids included after a rename.
         var byID: [ChannelID: Int] = [:]
 
@@ -128,6 +152,10 @@ enum ViewData {
                 }
                 var column = byID[channel] ?? change.renamedFrom.flatMap { byID[$0] }
                 if column == nil {
+                    guard columns.count <= Self.maxChannels else {
+                        notShown.insert(channel)
+                        continue
+                    }
                     columns.append(Column(id: channel.hex, label: channel.shortHex, spans: []))
                     column = columns.count - 1
                 }
@@ -178,10 +206,8 @@ final class ReplayOutcomes: @unchecked Sendable {
 /// `lnrr replay --report`: the view of the replayed recordings with the replay's steps beside them.
 enum ReplayReport {
     /// Writes the report page; the recordings are in the replay's segment order.
-    static func write(to output: String, recordings: [String], side: ReplaySide, match: String,
+    static func write(to output: String, segments: [ReplaySegment], side: ReplaySide, match: String,
                       outcomes: [StepOutcome], verdict: String) throws {
-        let segments: [ViewData.Segment]
-        do { segments = try ViewData.segments(paths: recordings) } catch { throw CLIError("--report: \(error)") }
         var steps = ""
         var first: Int?
         for (i, outcome) in outcomes.enumerated() {
@@ -201,7 +227,16 @@ enum ReplayReport {
         replay += ",\"verdict\":"
         JSONLine.writeString(verdict, into: &replay)
         replay += ",\"first_divergence\":" + (first.map { String($0) } ?? "null") + ",\"steps\":[\n" + steps + "]}"
-        let title = "lnrr replay report: " + recordings.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
-        try ViewPage.write(ViewPage.html(data: ViewData.document(title: title, segments: segments, replay: replay)), to: output)
+        let recordings = segments.map { ViewData.Recording(path: $0.path, metadata: $0.metadata) }
+        let title = "lnrr replay report: " + recordings.map { ($0.path as NSString).lastPathComponent }.joined(separator: ", ")
+        do {
+            try PageWriter.write(to: output) { page in
+                _ = try ViewData.write(title: title, recordings: recordings, replay: replay, into: &page)
+            }
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("--report: \(error)")
+        }
     }
 }

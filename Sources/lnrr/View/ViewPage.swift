@@ -4,27 +4,81 @@ import Foundation
 /// binary (an installed lnrr needs no repository), the data is embedded as JSON, and nothing is
 /// fetched, so the file works from `file://` and offline.
 enum ViewPage {
-    /// The page for a document made by `ViewData.document`.
-    static func html(data: String) -> String {
-        // The JSON sits in a <script> element: a `<` inside a string could close it (`</script>`) or
-        // open a comment (`<!--`). Outside strings JSON has no `<`, so escaping every one is exact.
-        let embedded = data.replacingOccurrences(of: "<", with: "\\u003c")
-        return template.replacingOccurrences(of: "/*LNRR_DATA*/", with: embedded)
-    }
+    /// The template around the place where the data goes.
+    static let parts: (head: String, tail: String) = {
+        let marker = "/*LNRR_DATA*/"
+        let range = template.range(of: marker)!
+        return (String(template[..<range.lowerBound]), String(template[range.upperBound...]))
+    }()
+}
 
-    /// Writes `html` to `path` (`-` for standard output).
-    static func write(_ html: String, to path: String) throws {
-        if path == "-" {
-            FileHandle.standardOutput.write(Data(html.utf8))
-            return
-        }
+/// Writes a page: the template's head, the JSON document as it is made, the template's tail.
+struct PageWriter {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    private init(fd: Int32) { self.fd = fd }
+
+    /// Writes a page to `path` (`-` for standard output): into a temporary file renamed over
+    /// `path` at the end, so a failed run never leaves half a page behind.
+    static func write(to path: String, _ body: (inout PageWriter) throws -> Void) throws {
+        let temporary = path == "-" ? nil : path + ".tmp-\(getpid())"
+        let fd = temporary.map { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) } ?? STDOUT_FILENO
+        guard fd >= 0 else { throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        var page = PageWriter(fd: fd)
         do {
-            try Data(html.utf8).write(to: URL(fileURLWithPath: path))
+            try page.raw(ViewPage.parts.head)
+            try body(&page)
+            try page.raw(ViewPage.parts.tail)
+            try page.flush()
+            if let temporary {
+                guard close(fd) == 0, rename(temporary, path) == 0 else {
+                    throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))")
+                }
+            }
         } catch {
-            throw CLIError("cannot write \(path): \(error.localizedDescription)")
+            if let temporary {
+                close(fd)
+                unlink(temporary)
+            }
+            throw error
         }
     }
 
+    /// Template text, as is.
+    mutating func raw(_ text: String) throws {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    /// JSON text for the data <script> element. A `<` inside a string could close the element
+    /// (`</script>`) or open a comment (`<!--`); outside strings JSON has no `<`, so escaping every
+    /// one is exact.
+    mutating func data(_ json: String) throws {
+        buffer.reserveCapacity(buffer.count + json.utf8.count)
+        for byte in json.utf8 {
+            if byte == UInt8(ascii: "<") {
+                buffer.append(contentsOf: #"\u003c"#.utf8)
+            } else {
+                buffer.append(byte)
+            }
+        }
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    mutating func flush() throws {
+        var done = 0
+        while done < buffer.count {
+            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CLIError("cannot write the page: \(String(cString: strerror(errno)))") }
+            done += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+extension ViewPage {
     /// Rows are absolutely positioned at multiples of the row height and only those in view (plus
     /// a margin) are in the DOM, so 100,000 messages cost as much to draw as 50.
     static let template = #"""
@@ -272,6 +326,7 @@ function segmentTitle(si) {
     if (gap != null) t += " \u00b7 " + gap.toFixed(3) + " s after the previous session started";
   }
   t += " \u00b7 bands: " + seg.channels.map((c) => c.label).join(", ");
+  if (seg.channels_not_shown) t += " (and " + seg.channels_not_shown + " more channels without a band)";
   if (seg.problems.length) t += " \u00b7 problems: " + seg.problems.join("; ");
   return t;
 }
