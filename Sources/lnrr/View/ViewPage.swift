@@ -458,13 +458,17 @@ function showDetail(row) {
   const steps = row.steps || [];
   const diffs = new Set();
   for (const s of steps) if (s.result === "diverged") diffPaths(s.detail).forEach((p) => diffs.add(p));
-  if (row.kind === "msg") h += '<h3>Decoded</h3><div class="decoded recorded">' + decodedHTML(row.r.decoded, diffs) + "</div><h3>Hex</h3>" + hexDump(row.r.hex);
   if (row.kind === "ev") h += "<h2>" + esc(row.r.event) + '</h2><div class="f">' + esc(JSON.stringify(row.r, null, 1)) + "</div>";
+  // The replay's verdict on this message comes first: the difference is what the reader is after.
   for (const s of steps) {
     h += "<h3>Replay step " + (s.step ?? "-") + ": " + esc(s.result) + " (" + esc(s.dir) + (s.name ? " " + esc(s.name) : "") + ", t = " + secs(s.t_ns) + " s)</h3>";
     if (s.detail) h += '<div class="f' + (s.result === "sent" || s.result === "matched" ? "" : " difftext") + '">' + esc(s.detail) + "</div>";
-    if (s.decoded && s.hex !== (row.r && row.r.hex)) h += '<h3>Live message decoded</h3><div class="decoded live">' + decodedHTML(s.decoded, diffs) + "</div>" + hexDump(s.hex);
   }
+  if (row.kind === "msg") h += '<h3>Decoded</h3><div class="decoded recorded">' + decodedHTML(row.r.decoded, diffs) + "</div>";
+  const live = steps.filter((s) => s.decoded && s.hex !== (row.r && row.r.hex));
+  for (const s of live) h += "<h3>Live message decoded</h3>" + '<div class="decoded live">' + decodedHTML(s.decoded, diffs) + "</div>";
+  if (row.kind === "msg") h += "<h3>Hex</h3>" + hexDump(row.r.hex);
+  for (const s of live) h += "<h3>Live message hex</h3>" + hexDump(s.hex);
   d.innerHTML = h;
   d.classList.add("open");
   d.scrollTop = 0;
