@@ -28,6 +28,9 @@ final class EventBus: @unchecked Sendable {
     private let nextID = NIOLockedValueBox(0)
     private(set) var active = false
 
+    /// How many subscribers there are.
+    var count: Int { subscribers.withLockedValue { $0.count } }
+
     func subscribe(_ deliver: @escaping (ControlEvent) -> Void) -> Int {
         let id = nextID.withLockedValue { $0 += 1; return $0 }
         subscribers.withLockedValue { $0[id] = deliver }

@@ -55,7 +55,7 @@ public struct RuleParser {
     }
 
     static func suggest(_ word: String, from options: [String]) -> String {
-        let best = options.map { ($0, editDistance($0, word)) }.filter { $0.1 <= max(2, word.count / 3) }.sorted { $0.1 < $1.1 }.prefix(3).map(\.0)
+        let best = Suggestions.nearest(word, in: options)
         return best.isEmpty ? "" : " (did you mean \(best.joined(separator: ", "))?)"
     }
 
@@ -89,20 +89,41 @@ public struct RuleParser {
             error(rulesNode ?? root, "`rules:` must be a list of rules")
             return set
         }
-        var names = Set<String>()
+        // Every rule's name with where it is given (the `name:` value, or the rule for a default
+        // name), also for rules that fail to parse: a clash is reported even next to other errors.
+        var names: [String: Node] = [:]
         var afterNodes: [(String, Node)] = []
         for (index, node) in list.enumerated() {
-            if let (rule, afterNode) = parseRule(node, index: index) {
-                if names.contains(rule.name) { error(node, "two rules are named '\(rule.name)'") }
-                names.insert(rule.name)
+            let parsed = parseRule(node, index: index)
+            let (name, nameNode) = Self.ruleName(node, index: index)
+            if let first = names[name] {
+                error(nameNode, "two rules are named '\(name)': this one and the one at line \(Self.position(first)); "
+                      + "give each rule its own name (`after:`, `delrule` and the recording refer to rules by name)")
+            } else {
+                names[name] = nameNode
+            }
+            if let (rule, afterNode) = parsed {
                 set.rules.append(rule)
                 if let after = rule.match.after, let afterNode { afterNodes.append((after, afterNode)) }
             }
         }
-        for (after, node) in afterNodes where !names.contains(after) {
-            error(node, "`after:` names '\(after)', which is not a rule here" + Self.suggest(after, from: Array(names)))
+        for (after, node) in afterNodes where names[after] == nil {
+            error(node, "`after:` names '\(after)', which is not a rule here" + Self.suggest(after, from: Array(names.keys)))
         }
         return set
+    }
+
+    /// The name a rule goes by (its `name:`, else `ruleN` by position) and the node to point at.
+    static func ruleName(_ node: Node, index: Int) -> (String, Node) {
+        if case .mapping = node, let value = node["name"], let text = value.string, !text.isEmpty {
+            return (text, value)
+        }
+        return ("rule\(index + 1)", node)
+    }
+
+    /// `LINE:COLUMN` of a node, as diagnostics print positions.
+    static func position(_ node: Node) -> String {
+        "\(node.mark?.line ?? 1):\(node.mark?.column ?? 1)"
     }
 
     mutating func parseRule(_ node: Node, index: Int) -> (Rule, Node?)? {
@@ -116,7 +137,10 @@ public struct RuleParser {
         var ok = true
         var sawAction = false
         var afterNode: Node?
-        for (key, value) in mapping {
+        // `match:` first, whatever the order of the keys: `replace: {fields: ...}` is checked against
+        // the fields of the matched types.
+        let ordered = mapping.filter { $0.key.string == "match" } + mapping.filter { $0.key.string != "match" }
+        for (key, value) in ordered {
             switch key.string {
             case "name":
                 guard let text = value.string, !text.isEmpty else { error(value, "name must be a string"); ok = false; continue }
@@ -142,21 +166,25 @@ public struct RuleParser {
 
     mutating func parseMatch(_ node: Node) -> (match: Match, afterNode: Node?)? {
         guard case .mapping(let mapping) = node else {
-            error(node, "`match:` is a mapping of conditions, e.g. {type: ping, dir: a->b}")
+            error(node, "`match:` is a mapping of conditions, e.g. {type: ping, dir: a2b}")
             return nil
         }
         var match = Match()
         var ok = true
         var afterNode: Node?
-        for (key, value) in mapping {
+        // `fields` last, whatever the order of the keys: its names are checked against `type`.
+        let ordered = mapping.filter { $0.key.string != "fields" } + mapping.filter { $0.key.string == "fields" }
+        for (key, value) in ordered {
             let k = key.string ?? ""
             switch k {
             case "dir":
-                switch value.string {
-                case "a->b": match.direction = .aToB
-                case "b->a": match.direction = .bToA
-                case "any": match.direction = nil
-                default: error(value, "dir must be a->b, b->a or any"); ok = false
+                let text = value.string ?? ""
+                if text.lowercased() == "any" {
+                    match.direction = nil
+                } else if let direction = Direction(parsing: text) {
+                    match.direction = direction
+                } else {
+                    error(value, "dir must be \(Direction.acceptedForms) or any"); ok = false
                 }
             case "type":
                 guard let ranges = parseTypes(value) else { ok = false; continue }
@@ -214,8 +242,8 @@ public struct RuleParser {
                 let known = knownFieldNames(match.types)
                 for (fieldKey, fieldValue) in fields {
                     let fieldName = fieldKey.string ?? ""
-                    if let known, !known.contains(fieldName) {
-                        error(fieldKey, "no message matched by `type` has a field '\(fieldName)'" + Self.suggest(fieldName, from: Array(known)))
+                    if let known, !known.names.contains(fieldName) {
+                        error(fieldKey, unknownFieldMessage(fieldName, known))
                         ok = false
                     }
                     wanted[fieldName] = (fieldValue.string ?? "").lowercased()
@@ -232,14 +260,40 @@ public struct RuleParser {
         return ok ? (match, afterNode) : nil
     }
 
-    func knownFieldNames(_ types: [ClosedRange<UInt16>]?) -> Set<String>? {
-        guard let types, !types.isEmpty, types.allSatisfy({ $0.count == 1 }) else { return nil }
-        var names = Set<String>()
-        for range in types {
-            guard let spec = MessageCatalogue.spec(of: range.lowerBound) else { return nil }
-            names.formUnion(spec.fields.map(\.name))
+    /// The top-level field names a `fields:` condition or replacement may use, with the messages
+    /// they come from: those of the BOLT messages `type` matches, or of every BOLT message when
+    /// there is no `type`. Nil when the matched types include one lnrr cannot decode (custom or
+    /// unknown types), whose fields it cannot know.
+    func knownFieldNames(_ types: [ClosedRange<UInt16>]?) -> (names: Set<String>, messages: [String])? {
+        let specs: [MessageSpec]
+        if let types, !types.isEmpty {
+            var matched: [MessageSpec] = []
+            for range in types {
+                if range.count == 1 {
+                    guard let spec = MessageCatalogue.spec(of: range.lowerBound) else { return nil }
+                    matched.append(spec)
+                } else {
+                    guard range.upperBound < 32768 else { return nil }
+                    matched += MessageCatalogue.messages.filter { range.contains($0.type) }
+                }
+            }
+            specs = matched
+        } else {
+            specs = MessageCatalogue.messages
         }
-        return names
+        guard !specs.isEmpty else { return nil }
+        return (Set(specs.flatMap { $0.fields.map(\.name) }), specs.map(\.name))
+    }
+
+    /// "no message matched by `type` has a field 'x'" with the nearest names, or the names there are.
+    func unknownFieldMessage(_ field: String, _ known: (names: Set<String>, messages: [String])) -> String {
+        let scope = known.messages.count == MessageCatalogue.messages.count ? "no BOLT message" : "no message matched by `type` (\(known.messages.prefix(4).joined(separator: ", "))\(known.messages.count > 4 ? ", ..." : ""))"
+        let suggestion = Self.suggest(field, from: known.names.sorted())
+        if !suggestion.isEmpty { return "\(scope) has a field '\(field)'" + suggestion }
+        if known.names.count <= 12 {
+            return "\(scope) has a field '\(field)'; its fields are \(known.names.sorted().joined(separator: ", "))"
+        }
+        return "\(scope) has a field '\(field)'; `lnrr decode` prints a message's field names"
     }
 
     mutating func parsePhase(_ node: Node, text: String? = nil) -> ChannelPhase? {
@@ -256,8 +310,20 @@ public struct RuleParser {
             let text = (item.string ?? "").trimmingCharacters(in: .whitespaces)
             if text == "custom" { ranges.append(32768...65535); continue }
             if let n = UInt16(text) { ranges.append(n...n); continue }
-            let bounds = text.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
-            if bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high {
+            if Self.isInteger(text) {
+                error(item, "type \(text) is out of range: message types are 0-65535 (two bytes)")
+                return nil
+            }
+            let bounds = text.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            if bounds.count == 2, Self.isInteger(bounds[0]), Self.isInteger(bounds[1]) {
+                guard let low = UInt16(bounds[0]), let high = UInt16(bounds[1]) else {
+                    error(item, "range \(text) is out of range: message types are 0-65535 (two bytes)")
+                    return nil
+                }
+                guard low <= high else {
+                    error(item, "range \(text) is reversed: a range is LOW-HIGH, here \(high)-\(low)")
+                    return nil
+                }
                 ranges.append(low...high)
                 continue
             }
@@ -267,6 +333,12 @@ public struct RuleParser {
             return nil
         }
         return ranges
+    }
+
+    /// Digits only (a sign allowed): a number, even one too big or negative for a message type.
+    static func isInteger(_ text: String) -> Bool {
+        let digits = text.hasPrefix("-") || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
+        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     // MARK: Action
@@ -307,7 +379,7 @@ public struct RuleParser {
             guard let message = parseMessage(value, allowFieldsOnly: false, context: "inject") else { return nil }
             var direction: Direction?
             if let dirNode = value["dir"] {
-                guard let d = dirNode.string.flatMap(Direction.init(rawValue:)) else { error(dirNode, "dir must be a->b or b->a"); return nil }
+                guard let d = dirNode.string.flatMap({ Direction(parsing: $0) }) else { error(dirNode, "dir must be \(Direction.acceptedForms)"); return nil }
                 direction = d
             }
             var before = false
@@ -324,8 +396,8 @@ public struct RuleParser {
         case "replace":
             guard let replacement = parseMessage(value, allowFieldsOnly: true, context: "replace") else { return nil }
             if case .fields(let pairs) = replacement, let known = knownFieldNames(match.types) {
-                for (field, _) in pairs where !known.contains(field) {
-                    error(value, "no message matched by `type` has a field '\(field)'" + Self.suggest(field, from: Array(known)))
+                for (field, _) in pairs where !known.names.contains(field) {
+                    error(value["fields"] ?? value, unknownFieldMessage(field, known))
                     return nil
                 }
             }

@@ -11,17 +11,22 @@ struct CtlCommand: ParsableCommand {
             Methods:
               listsessions                                   sessions, node ids, phases, counts
               sendcustommsg node_id=ID msg=HEX [force=true]  like CLN's sendcustommsg: to node ID
-              sendcustommsg session=N direction=a->b msg=HEX
-              inject session=N direction=b->a msg=HEX        any message (or name=ping fields={...})
-              disconnect session=N
+              sendcustommsg session=N direction=a2b msg=HEX
+              inject session=N direction=b2a msg=HEX         any message (or name=ping fields={...})
+              disconnect session=N                           (or node_id=ID)
               addrule rule='{"name":"x","match":{"type":"ping"},"action":"drop"}'
               delrule name=x
               listrules
               subscribe [--count N]                          stream events as JSON lines
+              subscribe count=N [timeout=MS]                 one answer holding the next N events
 
             Arguments are KEY=VALUE (VALUE read as JSON when it parses, else as a string) or one \
-            JSON object. Exit status: 0 success, 1 the method returned an error, 2 usage or \
-            connection problems.
+            JSON object. A direction is a2b or b2a (or 'a->b', 'b->a', quoted: unquoted, the shell \
+            reads > as a redirection). Unknown parameters are errors, with the nearest known name.
+
+            Exit status: 0 success; 1 the method ran and failed (no such session, not connected, \
+            ...); 2 usage: unknown method or parameter, malformed value, or no proxy at the socket. \
+            The JSON-RPC error codes are listed in docs/rules.md.
 
             Example:
               lnrr record ... --control /tmp/lnrr.sock &
@@ -53,6 +58,8 @@ struct CtlCommand: ParsableCommand {
         var reader = LineReader(fd: fd)
         var events = 0
         while let line = try reader.next() {
+            // Answers are followed by a blank line (lightningd's framing); skip it.
+            if line.allSatisfy(\.isWhitespace) { continue }
             guard let reply = try? JSONValue.parse(line) else { continue }
             if case .string("event")? = reply["method"] {
                 Terminal.standardOutput.write((reply["params"] ?? .null).description)
@@ -62,7 +69,12 @@ struct CtlCommand: ParsableCommand {
             }
             if let error = reply["error"] {
                 Terminal.standardOutput.write(error.description)
-                throw CLIError("\(method): \((error["message"]).map { "\($0)" } ?? "error")", code: .failure)
+                var message = "error"
+                if case .string(let text)? = error["message"] { message = text }
+                var code = 0
+                if case .integer(let text)? = error["code"] { code = Int(text) ?? 0 }
+                // JSON-RPC's own codes (-32768...-32000) mean the request was wrong: bad usage.
+                throw CLIError("\(method): \(message)", code: (-32768 ... -32000).contains(code) ? .usage : .failure)
             }
             Terminal.standardOutput.write((reply["result"] ?? .null).description)
             if method != "subscribe" { return }
@@ -80,7 +92,7 @@ struct CtlCommand: ParsableCommand {
             guard let eq = arg.firstIndex(of: "=") else { throw CLIError("'\(arg)': parameters are KEY=VALUE") }
             let key = String(arg[..<eq]), raw = String(arg[arg.index(after: eq)...])
             // Hex and node ids stay strings even when they look like numbers.
-            let keepString = ["msg", "node_id", "rule", "name", "direction"].contains(key)
+            let keepString = ["msg", "node_id", "id", "rule", "yaml", "name", "direction"].contains(key)
             pairs.append((key, keepString ? .string(raw) : ((try? JSONValue.parse(raw)) ?? .string(raw))))
         }
         return .object(pairs)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LNProxy
 import LNRecording
+import LNTransport
 import LNWire
 
 /// Options shared by `lnrr show` and the demo's printout.
@@ -19,11 +20,14 @@ struct ShowCommand: AsyncParsableCommand {
         commandName: "show",
         abstract: "Print a recording, one line per message.",
         discussion: """
-            Each line: time since the session started, direction (a->b or b->a), type number and \
-            name (`custom` for 32768-65535, `unknown-odd`/`unknown-even` for other unknown types), \
-            length, the first bytes in hex, and annotations. Session events (handshakes, the close \
-            and its reason) appear as `--` lines, and so do phase changes of each channel \
-            (`-- 6a0e..12bd: opening -> channel --`).
+            Each line: the message's index in the recording (`#3`, as notes like `replacement \
+            for #3` and `message=3` cite it), time since the session started, direction, type \
+            number and name (`custom` for 32768-65535, `unknown-odd`/`unknown-even` for other \
+            unknown types), length, the first bytes in hex, and annotations: what rules did, and \
+            the custommsg hook's verdict. The text of `error` and `warning` messages is shown \
+            when printable, and init's `remote_addr` as an address (--json keeps the hex). \
+            Session events (handshakes, the close and its reason) appear as `--` lines, and so \
+            do phase changes of each channel (`-- 6a0e..12bd: opening -> channel --`).
 
             --json prints one object per line with the full hex, for scripts:
               {"i":0,"t_ns":1200,"ts_ns":...,"dir":"a->b","type":16,"name":"init","len":6,"hex":"0010..."}
@@ -34,7 +38,7 @@ struct ShowCommand: AsyncParsableCommand {
 
             Examples:
               lnrr show recordings/20261124T101502Z_03ab12cd_02ef34aa_0001.pcapng
-              lnrr show --type custom,init --dir a->b FILE
+              lnrr show --type custom,init --dir a2b FILE
               lnrr show --follow FILE
             """
     )
@@ -57,14 +61,14 @@ struct ShowCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only these types: numbers, BOLT names, or `custom`; comma-separated.", valueName: "TYPES"))
     var type: String?
 
-    @Option(name: .long, help: ArgumentHelp("Only this direction: a->b or b->a.", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp("Only this direction: a2b or b2a (or 'a->b', 'b->a', quoted).", valueName: "DIR"))
     var dir: String?
 
     func run() async throws {
         var options = ShowOptions(json: json, metadata: metadata)
         options.decode = decode
         if let dir {
-            guard let direction = Direction(rawValue: dir) else { throw CLIError("--dir must be a->b or b->a (got '\(dir)')") }
+            guard let direction = Direction(parsing: dir) else { throw CLIError("--dir must be \(Direction.acceptedForms) (got '\(dir)')") }
             options.direction = direction
         }
         if let type { options.types = try Self.parseTypes(type) }
@@ -108,7 +112,7 @@ struct ShowCommand: AsyncParsableCommand {
                     printer.entry(entry, metadata: metadata)
                     if case .event(let e) = entry, e.event.name == "close" { ended = true }
                 }
-                printer.flush()
+                printer.flush(all: true)
                 if ended { break }
                 usleep(200_000)
             }
@@ -154,6 +158,106 @@ struct ShowPrinter {
         }
     }
 
+    /// Text lines held back so a custom message's line can carry its hook verdict, which is
+    /// recorded after it (the hook answers later). Bounded: past `maxHeld` the oldest go out as
+    /// they are and a late verdict gets its own `--` line.
+    struct HeldLine {
+        var index: Int?
+        var text: String
+        var awaitingHook: Bool
+    }
+    var held: [HeldLine] = []
+    static let maxHeld = 256
+
+    /// Adds a finished text line, holding it while an earlier custom message may still get its verdict.
+    mutating func emit(_ text: String, index: Int? = nil, awaitingHook: Bool = false) {
+        if held.isEmpty && !awaitingHook {
+            output += text
+            return
+        }
+        held.append(HeldLine(index: index, text: text, awaitingHook: awaitingHook))
+        if held.count > Self.maxHeld { held[0].awaitingHook = false }
+        releaseHeld(all: false)
+    }
+
+    /// Writes held lines from the front up to the first that still waits for its verdict (or all).
+    mutating func releaseHeld(all: Bool) {
+        var released = 0
+        for line in held {
+            if line.awaitingHook && !all { break }
+            output += line.text
+            released += 1
+        }
+        held.removeFirst(released)
+    }
+
+    /// Puts a hook verdict on its message's held line; false when that line is already out.
+    mutating func attachHook(_ event: RecordingEvent) -> Bool {
+        guard case .int(let index)? = event.fields["message"],
+              let position = held.firstIndex(where: { $0.index == index && $0.awaitingHook }) else { return false }
+        var verdict = "hook: "
+        if case .string(let result)? = event.fields["result"] { verdict += result } else { verdict += "?" }
+        if case .string(let payload)? = event.fields["payload"] { verdict += " \(payload)" }
+        var text = held[position].text
+        text.removeLast()  // the newline
+        held[position].text = text + "  " + Terminal.paint(verdict, .yellow) + "\n"
+        held[position].awaitingHook = false
+        releaseHeld(all: false)
+        return true
+    }
+
+    /// Human-readable extras for the message line: the text of error/warning, init's remote address.
+    static func summary(_ bytes: [UInt8], type: UInt16?) -> String? {
+        guard let type, type == 1 || type == 17 || type == 16 else { return nil }
+        let decoded = WireCodec.decode(bytes)
+        if type == 16 {
+            return remoteAddress(in: decoded.fields).map { "remote_addr \($0)" }
+        }
+        guard case .bytes(let data)? = decoded.fields.first(where: { $0.name == "data" })?.value else { return nil }
+        return printableText(data).map { "\"\($0)\"" }
+    }
+
+    /// `data` as text when it is printable UTF-8 (BOLT 1: error data is usually an ASCII string).
+    static func printableText(_ data: [UInt8]) -> String? {
+        guard !data.isEmpty, let text = String(validating: data, as: UTF8.self),
+              text.unicodeScalars.allSatisfy({ $0 == "\n" || $0 == "\t" || ($0.value >= 0x20 && $0.value != 0x7f) }) else { return nil }
+        return text
+    }
+
+    /// init's `remote_addr` TLV as HOST:PORT.
+    static func remoteAddress(in fields: [DecodedField]) -> String? {
+        for field in fields {
+            guard case .tlvStream(let records) = field.value else { continue }
+            for record in records where record.name == "remote_addr" {
+                return BOLT7Address.describe(record.raw)
+            }
+        }
+        return nil
+    }
+
+    /// Decoded fields as `--decode` shows them: error/warning `data` as quoted text when printable,
+    /// `remote_addr` as an address.
+    static func readable(_ fields: [DecodedField], type: UInt16) -> [DecodedField] {
+        fields.map { field in
+            var field = field
+            switch field.value {
+            case .bytes(let data) where field.name == "data" && (type == 1 || type == 17):
+                if let text = printableText(data) { field.value = .text("\"\(text)\"") }
+            case .tlvStream(var records) where type == 16:
+                for i in records.indices where records[i].name == "remote_addr" {
+                    if let address = BOLT7Address.describe(records[i].raw), var inner = records[i].fields, !inner.isEmpty {
+                        inner[0].name = "address"
+                        inner[0].value = .text(address)
+                        records[i].fields = Array(inner.prefix(1))
+                    }
+                }
+                field.value = .tlvStream(records)
+            default: break
+            }
+            return field
+        }
+    }
+
     mutating func entry(_ entry: RecordingEntry, metadata: SessionMetadata?) {
         if !metadataPrinted { begin(metadata: metadata) }
         switch entry {
@@ -173,20 +277,26 @@ struct ShowPrinter {
                 let time = String(format: "%10.6f", Double(offset) / 1e9)
                 let arrow = message.direction == .aToB ? Terminal.paint("a->b", .cyan) : Terminal.paint("b->a", .magenta)
                 let typeText = type.map { String($0) } ?? "-"
-                var line = "\(time)  \(arrow)  \(typeText.leftPadded(5)) \(name.rightPadded(26)) \(String(message.bytes.count).leftPadded(5))  \(Hex.encode(message.bytes.prefix(16)))\(message.bytes.count > 16 ? "…" : "")"
-                if !message.comments.isEmpty { line += "  " + Terminal.paint(message.comments.joined(separator: "; "), .yellow) }
+                let indexText = "#\(message.index)"
+                var line = "\(indexText.leftPadded(5)) \(time)  \(arrow)  \(typeText.leftPadded(5)) \(name.rightPadded(26)) \(String(message.bytes.count).leftPadded(5))  \(Hex.encode(message.bytes.prefix(16)))\(message.bytes.count > 16 ? "…" : "")"
+                if let summary = Self.summary(message.bytes, type: type) { line += "  " + summary }
+                // Phase changes get their own `--` lines below; the recording's copies of them in
+                // the comments would say the same thing twice.
+                let notes = message.comments.filter { !$0.hasPrefix("phase ") }
+                if !notes.isEmpty { line += "  " + Terminal.paint(notes.joined(separator: "; "), .yellow) }
                 if !message.checksumOK { line += "  " + Terminal.paint("CHECKSUM MISMATCH", .red) }
-                output += line + "\n"
-                if options.decode, type.map({ MessageCatalogue.spec(of: $0) != nil }) ?? false {
+                var text = line + "\n"
+                if options.decode, let type, MessageCatalogue.spec(of: type) != nil {
                     let decoded = WireCodec.decode(message.bytes)
                     var fields = ""
-                    DecodedText.fields(decoded.fields, indent: "              ", into: &fields)
-                    output += Terminal.paint(fields, .dim)
-                    if let error = decoded.error { output += "              " + Terminal.paint("error: \(error)", .red) + "\n" }
+                    DecodedText.fields(Self.readable(decoded.fields, type: type), indent: "              ", into: &fields)
+                    text += Terminal.paint(fields, .dim)
+                    if let error = decoded.error { text += "              " + Terminal.paint("error: \(error)", .red) + "\n" }
                 }
                 for change in observation.changes {
-                    output += Terminal.paint("-- \(change.description) --", .green) + "\n"
+                    text += Terminal.paint("-- \(change.description) --", .green) + "\n"
                 }
+                emit(text, index: message.index, awaitingHook: (type ?? 0) >= 32768)
             }
         case .event(let event):
             let start = startNanos ?? event.timestampNanos
@@ -194,6 +304,7 @@ struct ShowPrinter {
             if options.json {
                 output += JSONLine.render(Self.json(event, offset: offset)) + "\n"
             } else {
+                if event.event.name == "hook", attachHook(event.event) { break }
                 let fields = event.event.fields.keys.sorted().map { key -> String in
                     switch event.event.fields[key]! {
                     case .string(let s): return "\(key)=\(s)"
@@ -201,7 +312,7 @@ struct ShowPrinter {
                     case .bool(let b): return "\(key)=\(b)"
                     }
                 }.joined(separator: " ")
-                output += Terminal.paint("\(String(format: "%10.6f", Double(offset) / 1e9))  -- \(event.event.name) \(fields)", .dim) + "\n"
+                emit(Terminal.paint("      \(String(format: "%10.6f", Double(offset) / 1e9))  -- \(event.event.name) \(fields)", .dim) + "\n")
             }
         }
         if output.utf8.count > 1 << 16 { flush() }
@@ -249,7 +360,10 @@ struct ShowPrinter {
         return .object(pairs)
     }
 
-    mutating func flush() {
+    /// Writes what is ready; `all` also releases lines held for a hook verdict (end of file, or
+    /// each poll of --follow, where waiting would stall the display).
+    mutating func flush(all: Bool = false) {
+        if all { releaseHeld(all: true) }
         guard !output.isEmpty else { return }
         Terminal.standardOutput.write(output, newline: false)
         output = ""
@@ -262,11 +376,68 @@ struct ShowPrinter {
                 output += JSONLine.render(.object([("problem", .string(problem.description))])) + "\n"
             }
         }
-        flush()
+        flush(all: true)
         for problem in problems {
             Terminal.standardError.write("lnrr show: \(problem)")
         }
         return problems.isEmpty
+    }
+}
+
+/// BOLT 7 address descriptors (as in init's `remote_addr`), printed the way lnrr prints every
+/// address: `127.0.0.1:9735`, `[::1]:9735`.
+enum BOLT7Address {
+    /// HOST:PORT of one descriptor; nil when the bytes are not one.
+    static func describe(_ bytes: [UInt8]) -> String? {
+        guard let kind = bytes.first else { return nil }
+        let body = Array(bytes.dropFirst())
+        func port(_ at: Int) -> Int { Int(body[at]) << 8 | Int(body[at + 1]) }
+        switch kind {
+        case 1 where body.count == 6:
+            return HostPort(host: body[0..<4].map(String.init).joined(separator: "."), port: port(4)).description
+        case 2 where body.count == 18:
+            let groups = stride(from: 0, to: 16, by: 2).map { String(Int(body[$0]) << 8 | Int(body[$0 + 1]), radix: 16) }
+            return HostPort(host: compressIPv6(groups), port: port(16)).description
+        case 4 where body.count == 37:
+            return HostPort(host: base32(Array(body[0..<35])) + ".onion", port: port(35)).description
+        case 5 where body.count >= 3 && Int(body[0]) == body.count - 3:
+            guard let host = String(validating: body[1..<(body.count - 2)], as: UTF8.self) else { return nil }
+            return HostPort(host: host, port: port(body.count - 2)).description
+        default:
+            return nil
+        }
+    }
+
+    /// RFC 5952 text: the longest run of two or more zero groups becomes `::`.
+    static func compressIPv6(_ groups: [String]) -> String {
+        var best = (start: -1, length: 0)
+        var i = 0
+        while i < groups.count {
+            guard groups[i] == "0" else { i += 1; continue }
+            var j = i
+            while j < groups.count && groups[j] == "0" { j += 1 }
+            if j - i > best.length && j - i >= 2 { best = (i, j - i) }
+            i = j
+        }
+        guard best.start >= 0 else { return groups.joined(separator: ":") }
+        let head = groups[..<best.start].joined(separator: ":")
+        let tail = groups[(best.start + best.length)...].joined(separator: ":")
+        return head + "::" + tail
+    }
+
+    static func base32(_ bytes: [UInt8]) -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
+        var out = "", buffer = 0, bits = 0
+        for byte in bytes {
+            buffer = buffer << 8 | Int(byte)
+            bits += 8
+            while bits >= 5 {
+                out.append(alphabet[(buffer >> (bits - 5)) & 31])
+                bits -= 5
+            }
+        }
+        if bits > 0 { out.append(alphabet[(buffer << (5 - bits)) & 31]) }
+        return out
     }
 }
 

@@ -1,0 +1,96 @@
+import LNWire
+import Testing
+@testable import LNRules
+
+/// What `lnrr rules check` says about mistakes a newcomer makes (issue #12, item 12), and the
+/// directions a rule file accepts without shell quoting (item 4).
+@Suite("Rule file diagnostics")
+struct RuleDiagnosticsTests {
+    func diagnose(_ yaml: String) -> (RuleSet?, [String]) {
+        let (set, d) = RuleParser.parse(yaml: yaml, file: "t.yaml")
+        return (set, d.map(\.description))
+    }
+
+    @Test("an unknown field name gets the nearest real names, whatever the key order and with no type")
+    func unknownFieldSuggestions() {
+        // `fields` before `type`: checked against ping all the same.
+        var (set, lines) = diagnose("rules:\n  - match: {fields: {num_pong_byte: 3}, type: ping}\n    action: drop\n")
+        #expect(set == nil)
+        #expect(lines.contains { $0.hasPrefix("t.yaml:2:22: error:") && $0.contains("field 'num_pong_byte'") && $0.contains("did you mean num_pong_bytes") }, "\(lines)")
+        // No `type`: checked against every BOLT message's fields.
+        (set, lines) = diagnose("rules:\n  - match: {fields: {chanel_id: '00'}}\n    action: drop\n")
+        #expect(set == nil)
+        #expect(lines.contains { $0.contains("no BOLT message has a field 'chanel_id'") && $0.contains("did you mean channel_id") }, "\(lines)")
+        // `action` before `match`: the replacement's fields are still checked against the type.
+        (set, lines) = diagnose("rules:\n  - action: {replace: {fields: {num_pong_bites: 1}}}\n    match: {type: ping}\n")
+        #expect(set == nil)
+        #expect(lines.contains { $0.contains("field 'num_pong_bites'") && $0.contains("did you mean num_pong_bytes") }, "\(lines)")
+        // Nothing close: the fields there are.
+        (set, lines) = diagnose("rules:\n  - match: {type: ping, fields: {zzzzzzzzzz: 1}}\n")
+        #expect(lines.contains { $0.contains("field 'zzzzzzzzzz'") && $0.contains("its fields are ignored, num_pong_bytes") }, "\(lines)")
+        // A valid field is still accepted in every order.
+        (set, lines) = diagnose("rules:\n  - match: {fields: {num_pong_bytes: 3}, type: ping}\n    action: drop\n")
+        #expect(set != nil, "\(lines)")
+    }
+
+    @Test("duplicate rule names are errors that point at both rules")
+    func duplicateNames() {
+        var (set, lines) = diagnose("""
+            rules:
+              - name: cut
+                match: {type: ping}
+                action: drop
+              - name: cut
+                match: {type: pong}
+                action: drop
+            """)
+        #expect(set == nil)
+        #expect(lines.contains { $0.hasPrefix("t.yaml:5:11: error: two rules are named 'cut'") && $0.contains("line 2:11") }, "\(lines)")
+        // A given name that clashes with a default one (rule2 is the second rule's default name).
+        (set, lines) = diagnose("rules:\n  - name: rule2\n    action: drop\n  - action: drop\n")
+        #expect(set == nil)
+        #expect(lines.contains { $0.hasPrefix("t.yaml:4:5: error: two rules are named 'rule2'") && $0.contains("line 2:11") }, "\(lines)")
+        // Reported even when the clashing rule has another error.
+        (set, lines) = diagnose("rules:\n  - name: x\n    action: drop\n  - name: x\n    action: dorp\n")
+        #expect(lines.contains { $0.contains("two rules are named 'x'") } && lines.contains { $0.contains("unknown action 'dorp'") }, "\(lines)")
+    }
+
+    @Test("reversed ranges and out-of-range types get their own messages")
+    func typeRanges() {
+        var (set, lines) = diagnose("rules:\n  - match: {type: 40000-30000}\n    action: drop\n")
+        #expect(set == nil)
+        #expect(lines == ["t.yaml:2:20: error: range 40000-30000 is reversed: a range is LOW-HIGH, here 30000-40000"], "\(lines)")
+        (set, lines) = diagnose("rules:\n  - match: {type: 70000}\n    action: drop\n")
+        #expect(lines == ["t.yaml:2:20: error: type 70000 is out of range: message types are 0-65535 (two bytes)"], "\(lines)")
+        (set, lines) = diagnose("rules:\n  - match: {type: [ping, 30000-70000]}\n    action: drop\n")
+        #expect(lines.count == 1 && lines[0].contains("range 30000-70000 is out of range"), "\(lines)")
+        (set, lines) = diagnose("rules:\n  - match: {type: -1}\n    action: drop\n")
+        #expect(lines.count == 1 && lines[0].contains("type -1 is out of range"), "\(lines)")
+        // Well-formed ranges and names still load.
+        (set, lines) = diagnose("rules:\n  - match: {type: [30000-40000, ping, 65535]}\n    action: drop\n")
+        #expect(set?.rules.first?.match.types == [30000...40000, 18...18, 65535...65535], "\(lines)")
+    }
+
+    @Test("directions: a2b and b2a need no shell quoting; a->b and b->a still work")
+    func directions() throws {
+        #expect(Direction(parsing: "a2b") == .aToB && Direction(parsing: "B2A") == .bToA)
+        #expect(Direction(parsing: "a->b") == .aToB && Direction(parsing: " b->a ") == .bToA)
+        #expect(Direction(parsing: "a") == nil && Direction(parsing: "a2a") == nil && Direction(parsing: "") == nil)
+        let (set, lines) = diagnose("""
+            rules:
+              - match: {type: ping, dir: a2b}
+                action: {inject: {hex: '8001', dir: b2a}}
+              - match: {dir: 'b->a'}
+                action: drop
+              - match: {dir: sideways}
+                action: drop
+            """)
+        #expect(set == nil)
+        #expect(lines == ["t.yaml:6:17: error: dir must be a2b or b2a (also written 'a->b', 'b->a') or any"], "\(lines)")
+        let (ok, _) = diagnose("rules:\n  - match: {type: ping, dir: a2b}\n    action: {inject: {hex: '8001', dir: b2a}}\n  - match: {dir: 'b->a'}\n    action: drop\n")
+        let rules = try #require(ok).rules
+        #expect(rules[0].match.direction == .aToB && rules[1].match.direction == .bToA)
+        guard case .inject(let injection) = rules[0].action else { Issue.record("not an inject"); return }
+        #expect(injection.direction == .bToA)
+    }
+}
