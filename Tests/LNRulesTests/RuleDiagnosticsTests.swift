@@ -27,7 +27,7 @@ struct RuleDiagnosticsTests {
         #expect(lines.contains { $0.contains("field 'num_pong_bites'") && $0.contains("did you mean num_pong_bytes") }, "\(lines)")
         // Nothing close: the fields there are.
         (set, lines) = diagnose("rules:\n  - match: {type: ping, fields: {zzzzzzzzzz: 1}}\n")
-        #expect(lines.contains { $0.contains("field 'zzzzzzzzzz'") && $0.contains("its fields are ignored, num_pong_bytes") }, "\(lines)")
+        #expect(lines.contains { $0.contains("field 'zzzzzzzzzz'") && $0.contains("its fields are") && $0.contains("ignored, num_pong_bytes") }, "\(lines)")
         // A valid field is still accepted in every order.
         (set, lines) = diagnose("rules:\n  - match: {fields: {num_pong_bytes: 3}, type: ping}\n    action: drop\n")
         #expect(set != nil, "\(lines)")
@@ -59,9 +59,9 @@ struct RuleDiagnosticsTests {
     func typeRanges() {
         var (set, lines) = diagnose("rules:\n  - match: {type: 40000-30000}\n    action: drop\n")
         #expect(set == nil)
-        #expect(lines == ["t.yaml:2:20: error: range 40000-30000 is reversed: a range is LOW-HIGH, here 30000-40000"], "\(lines)")
+        #expect(lines == ["t.yaml:2:19: error: range 40000-30000 is reversed: a range is LOW-HIGH, here 30000-40000"], "\(lines)")
         (set, lines) = diagnose("rules:\n  - match: {type: 70000}\n    action: drop\n")
-        #expect(lines == ["t.yaml:2:20: error: type 70000 is out of range: message types are 0-65535 (two bytes)"], "\(lines)")
+        #expect(lines == ["t.yaml:2:19: error: type 70000 is out of range: message types are 0-65535 (two bytes)"], "\(lines)")
         (set, lines) = diagnose("rules:\n  - match: {type: [ping, 30000-70000]}\n    action: drop\n")
         #expect(lines.count == 1 && lines[0].contains("range 30000-70000 is out of range"), "\(lines)")
         (set, lines) = diagnose("rules:\n  - match: {type: -1}\n    action: drop\n")
@@ -86,7 +86,7 @@ struct RuleDiagnosticsTests {
                 action: drop
             """)
         #expect(set == nil)
-        #expect(lines == ["t.yaml:6:17: error: dir must be a2b or b2a (also written 'a->b', 'b->a') or any"], "\(lines)")
+        #expect(lines == ["t.yaml:6:18: error: dir must be a2b or b2a (also written 'a->b', 'b->a') or any"], "\(lines)")
         let (ok, _) = diagnose("rules:\n  - match: {type: ping, dir: a2b}\n    action: {inject: {hex: '8001', dir: b2a}}\n  - match: {dir: 'b->a'}\n    action: drop\n")
         let rules = try #require(ok).rules
         #expect(rules[0].match.direction == .aToB && rules[1].match.direction == .bToA)
