@@ -87,14 +87,6 @@ final class ProxyContext: Sendable {
     }
 }
 
-extension SocketAddress {
-    /// `HOST:PORT` (`[HOST]:PORT` for IPv6), without NIO's `[IPv4]` decoration.
-    var hostPortDescription: String {
-        guard let ip = ipAddress, let port else { return "\(self)" }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-    }
-}
-
 /// Live sessions, for `listsessions` and shutdown. Sessions run on many event loops, hence the lock.
 final class SessionRegistry: @unchecked Sendable {
     private let state = NIOLockedValueBox<(next: Int, sessions: [Int: ProxySession])>((1, [:]))
@@ -174,7 +166,7 @@ public final class ProxyServer: Sendable {
             let channel = try await bind(route)
             serverChannels.withLockedValue { $0.append(channel) }
             if let address = channel.localAddress { bound.append(address) }
-            context.logger.info("listening", metadata: ["listen": "\(channel.localAddress.map { "\($0)" } ?? route.listen.description)", "upstream": "\(route.upstream)"])
+            context.logger.info("listening", metadata: ["listen": "\(channel.localAddress?.hostPortDescription ?? route.listen.description)", "upstream": "\(route.upstream)"])
         }
         return bound
     }
@@ -184,7 +176,17 @@ public final class ProxyServer: Sendable {
             throw KeyringError.missingKey(route.upstream.nodeID, keyring: context.keyring.source)
         }
         let context = self.context
-        return try await ServerBootstrap(group: group)
+        do {
+            return try await bootstrap(route, secret: secret, context: context)
+                .bind(host: route.listen.host, port: route.listen.port)
+                .get()
+        } catch {
+            throw ListenError(address: route.listen.description, underlying: error)
+        }
+    }
+
+    private func bootstrap(_ route: ProxyRoute, secret: NodeSecret, context: ProxyContext) -> ServerBootstrap {
+        ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -199,8 +201,13 @@ public final class ProxyServer: Sendable {
                     ])
                 }
             }
-            .bind(host: route.listen.host, port: route.listen.port)
-            .get()
+    }
+
+    /// A listening address that could not be bound, said as `NetworkErrorText` says it.
+    public struct ListenError: Error, CustomStringConvertible {
+        public var address: String
+        public var underlying: Error
+        public var description: String { NetworkErrorText.listening(on: address, underlying) }
     }
 
     /// Recordings of sessions that have ended, oldest first.

@@ -1,3 +1,4 @@
+import LNProxy
 import LNTransport
 import LNTransportNIO
 import NIOConcurrencyHelpers
@@ -59,7 +60,7 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
                     .bind(host: address.host, port: address.port)
                     .get()
             } catch {
-                throw ReplayError.connection("cannot listen on \(address): \(error)")
+                throw ReplayError.connection(NetworkErrorText.listening(on: address.description, error))
             }
             onListening(server?.localAddress)
         }
@@ -93,14 +94,15 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandlers([
-                                BOLT8Handler(role: .initiator(remote: address.nodeID), localSecret: secret), handler,
+                                BOLT8Handler(role: .initiator(remote: address.nodeID), localSecret: secret),
+                                DialHintHandler(address: address.hostPort.description, nodeID: address.nodeID), handler,
                             ])
                         }
                     }
                     .connect(host: address.host, port: address.port)
                     .get()
             } catch {
-                throw ReplayError.connection("cannot connect to \(address.hostPort): \(error)")
+                throw ReplayError.connection(NetworkErrorText.connecting(to: address.hostPort.description, error))
             }
         case .listen(let address):
             accepted.offer(handler)

@@ -60,6 +60,13 @@ enum Main {
             Foundation.exit(error.code.rawValue)
         } catch {
             let code = LNRR.exitCode(for: error)
+            // An unknown option explains any other complaint (a misspelt required flag looks
+            // missing), so it is reported first, with the nearest real option.
+            if code == .validationFailure, let unknown = UnknownOptions.find(in: Array(CommandLine.arguments.dropFirst()), root: LNRR.self) {
+                Terminal.standardError.write("Error: \(unknown.message)\nUsage: " + LNRR.usageString(for: unknown.command)
+                                             + "\n  See '" + (["lnrr"] + unknown.path + ["--help"]).joined(separator: " ") + "' for more information.")
+                Foundation.exit(ExitStatus.usage.rawValue)
+            }
             if code == .validationFailure {
                 Terminal.standardError.write(LNRR.fullMessage(for: error))
                 Foundation.exit(ExitStatus.usage.rawValue)

@@ -117,6 +117,8 @@ struct PeerCommand: AsyncParsableCommand {
             return channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers([
                     BOLT8Handler(role: role, localSecret: secret),
+                    // Dialling: a wrong node id shows as a handshake cut short; say so.
+                    DialHintHandler(address: dial?.hostPort.description ?? "", nodeID: dial?.nodeID ?? secret.nodeID),
                     TestPeerHandler(options: options) { event in
                         printer.print(event)
                         if case .ended(let failure) = event { outcome.succeed(failure) }
@@ -135,7 +137,7 @@ struct PeerCommand: AsyncParsableCommand {
                     .get()
             } catch {
                 outcome.succeed(nil)
-                throw CLIError("cannot connect to \(address.hostPort): \(error)")
+                throw CLIError(NetworkErrorText.connecting(to: address.hostPort.description, error))
             }
         } else if let address = bindTo {
             let server: Channel
@@ -148,7 +150,7 @@ struct PeerCommand: AsyncParsableCommand {
                     .get()
             } catch {
                 outcome.succeed(nil)
-                throw CLIError("cannot listen on \(address): \(error)")
+                throw CLIError(NetworkErrorText.listening(on: address.description, error))
             }
             printer.listening(on: server.localAddress, nodeID: secret.nodeID)
             let failure = try await outcome.futureResult.get()

@@ -126,14 +126,14 @@ struct RecordCommand: AsyncParsableCommand {
         let bound: [SocketAddress]
         do { bound = try await server.start() } catch {
             try? await group.shutdownGracefully()
-            throw CLIError("cannot listen: \(error)")
+            throw CLIError("\(error)")
         }
         var controlServer: ControlServer?
         if let control {
             let controlling = ControlServer(proxy: server, path: control)
             do { try await controlling.start() } catch {
                 await stopAll(server: nil, proxy: server, group: group)
-                throw CLIError("cannot open the control socket \(control): \(error)")
+                throw CLIError("cannot open the control socket \(control): \(NetworkErrorText.reason(error, listening: true))")
             }
             controlServer = controlling
         }
