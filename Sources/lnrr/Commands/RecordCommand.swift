@@ -5,6 +5,7 @@ import LNProxy
 import LNRecording
 import LNRules
 import LNTransport
+import LNTransportNIO
 import Logging
 import NIOCore
 import NIOPosix
@@ -140,7 +141,7 @@ struct RecordCommand: AsyncParsableCommand {
         for (address, route) in zip(bound, routes) {
             Terminal.standardOutput.write(JSONLine.object([
                 "event": .string("listening"),
-                "address": .string("\(address.ipAddress ?? route.listen.host):\(address.port ?? route.listen.port)"),
+                "address": .string(address.hostPortDescription),
                 "upstream": .string(route.upstream.description),
                 "recordings": noRecording ? .null : .string(out),
             ]))
