@@ -292,8 +292,9 @@ final class ReplayPrinter: @unchecked Sendable {
             let tally = "\(counts[.sent] ?? 0) sent, \(counts[.matched] ?? 0) matched, \(counts[.diverged] ?? 0) diverged, "
                 + "\(counts[.missing] ?? 0) missing, \(counts[.unexpected] ?? 0) unexpected"
                 + ((counts[.notRun] ?? 0) > 0 ? ", some steps not run" : "")
-            if let connectionError {
-                Terminal.standardOutput.write(Terminal.paint("verdict: error", .red) + " (\(tally)): \(connectionError)")
+            if connectionError != nil {
+                // The error itself goes to stderr, once (see run()).
+                Terminal.standardOutput.write(Terminal.paint("verdict: error", .red) + " (\(tally))")
             } else if ok {
                 Terminal.standardOutput.write(Terminal.paint("verdict: matched", .green) + " - the live node behaved as recorded"
                                               + (truncated ? " up to the end of the truncated recording" : "") + " (\(tally))")
