@@ -673,7 +673,8 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         // The decoder's limit: answer once, then close (the stream cannot be resynchronised).
-        answer(id: .null, failure: RPCFailure(.invalidRequest, "\(error)"))
+        // Socket errors (the client went away) just close.
+        if error is ControlError { answer(id: .null, failure: RPCFailure(.invalidRequest, "\(error)")) }
         context.close(promise: nil)
     }
 

@@ -250,3 +250,22 @@ def test_control_socket_framing_and_codes(lnrr, keys, procs, tmp_path):
         answer = raw_exchange(sock, payload, 1)[0]
         assert answer["error"]["code"] == code, (payload, answer)
         assert answer["error"]["message"], answer
+
+    # A request that never ends is cut at 1 MiB: one answer, then the connection closes.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect(str(sock))
+        try:
+            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"listrules","params":{"x":"' + b"x" * (1 << 20) + b'"')
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # lnrr may close before the last bytes are written
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    answer = json.loads(buf.split(b"\n\n")[0])
+    assert answer["error"]["code"] == -32600 and "1 MiB" in answer["error"]["message"], answer
+    # The proxy still serves.
+    assert raw_exchange(sock, b'{"jsonrpc":"2.0","id":1,"method":"listrules"}', 1)[0]["result"] == {"rules": []}
