@@ -115,10 +115,12 @@ struct PeerCommand: AsyncParsableCommand {
                 return channel.close()
             }
             return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([
-                    BOLT8Handler(role: role, localSecret: secret),
+                try channel.pipeline.syncOperations.addHandler(BOLT8Handler(role: role, localSecret: secret))
+                if let dial {
                     // Dialling: a wrong node id shows as a handshake cut short; say so.
-                    DialHintHandler(address: dial?.hostPort.description ?? "", nodeID: dial?.nodeID ?? secret.nodeID),
+                    try channel.pipeline.syncOperations.addHandler(DialHintHandler(address: dial.hostPort.description, nodeID: dial.nodeID))
+                }
+                try channel.pipeline.syncOperations.addHandlers([
                     TestPeerHandler(options: options) { event in
                         printer.print(event)
                         if case .ended(let failure) = event { outcome.succeed(failure) }
