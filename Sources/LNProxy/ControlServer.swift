@@ -465,6 +465,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     private var droppedEvents = 0
     /// Collecting subscriptions (`subscribe` with `count`), by their id on the event bus.
     private var collectors: [Int: Collector] = [:]
+    /// Core Lightning's `notifications` opt-in: collected events are also sent as they come, as
+    /// `message` notifications (what pyln-client's `notify()` hands to its callback).
+    private var notificationsEnabled = false
 
     struct Collector {
         var id: JSONValue
@@ -522,7 +525,10 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         switch method {
         case "subscribe": subscribe(id: id, params: params, filter: filter, context: context)
         case "notifications":
-            // pyln-client's notify() opts in to progress notifications; lnrr sends none, but says yes.
+            do { notificationsEnabled = try params.bool("enable") ?? true } catch {
+                answer(id: id, failure: RPCFailure.from(error))
+                return
+            }
             answer(id: id, result: .object([]), filter: nil)
         default: run(method, params, id: id, filter: filter, context: context)
         }
@@ -617,6 +623,11 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
                 droppedEvents += 1
             }
         } else if collectors[token] != nil {
+            if notificationsEnabled {
+                // Core Lightning's progress notification: the event's JSON text as `message`.
+                send(.object([("jsonrpc", .string("2.0")), ("method", .string("message")),
+                              ("params", .object([("id", collectors[token]!.id), ("level", .string("info")), ("message", .string(event))]))]))
+            }
             collectors[token]!.events.append((try? JSONValue.parse(event)) ?? .string(event))
             if collectors[token]!.events.count >= collectors[token]!.count { finishCollecting(token, complete: true) }
         }

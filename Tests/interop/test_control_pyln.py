@@ -188,10 +188,27 @@ def test_pyln_client_calls_every_method(lnrr, keys, procs, tmp_path):
     a.send_message(msg(32769, b"passes"))
     assert b.read_message() == msg(32769, b"passes")
 
-    # pyln-client's notify() first sends Core Lightning's `notifications` opt-in.
+    # pyln-client's notify() first sends Core Lightning's `notifications` opt-in; then the events a
+    # `subscribe` collects also arrive one by one, as `message` notifications, during the call.
     seen = []
-    with rpc.notify(lambda **kw: seen.append(kw)):
+    with rpc.notify(lambda **kw: seen.append(json.loads(kw["message"]))):
         assert rpc.listsessions()["sessions"][0]["id"] == 1
+        got = {}
+        listener = threading.Thread(target=lambda: got.update(rpc.call("subscribe", {"count": 2, "timeout": 20000})))
+        listener.start()
+        deadline = time.monotonic() + 20
+        while listener.is_alive() and time.monotonic() < deadline:
+            a.send_message(msg(32771, b"seen"))
+            listener.join(0.3)
+    assert got["complete"] is True and len(got["events"]) == 2, got
+    assert seen == got["events"], (seen, got)
+    while True:  # b reads what the loop above sent
+        b.connection.settimeout(1)
+        try:
+            assert b.read_message() == msg(32771, b"seen")
+        except (socket.timeout, TimeoutError):
+            break
+    b.connection.settimeout(30)
 
     # LightningRpc.disconnect(peer_id) sends Core Lightning's {"id": ..., "force": false}.
     assert rpc.disconnect(b_id)["session"] == 1
