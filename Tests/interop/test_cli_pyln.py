@@ -110,6 +110,15 @@ def test_addresses_print_the_same_in_logs_and_json(lnrr, keys, procs, tmp_path):
     while f"listen={address}" not in proc.stderr_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert f"listen={address}" in proc.stderr_text() and "[IPv6]" not in proc.stderr_text(), proc.stderr_text()
+    # The embedded peer and a listening replay print their listening line the same way.
+    peer = procs(lnrr, "peer", "--key", keys("a").path, "--listen", "[::1]:0")
+    peer.wait_lines(lambda lines: any('"listening"' in l for l in lines))
+    [line] = [l for l in peer.json_lines() if l.get("event") == "listening"]
+    assert line["address"].startswith("[::1]:") and int(line["address"].rsplit(":", 1)[1]) > 0, line
+    replay = procs(lnrr, "replay", EXAMPLE, "--as", "b", "--listen", "[::1]:0", "--key", keys("b").path, "--json")
+    replay.wait_lines(lambda lines: any('"listening"' in l for l in lines))
+    [line] = [l for l in replay.json_lines() if l.get("event") == "listening"]
+    assert line["address"].startswith("[::1]:") and int(line["address"].rsplit(":", 1)[1]) > 0, line
 
 
 def wrong_key_listener(key):

@@ -202,7 +202,7 @@ final class PeerPrinter: @unchecked Sendable {
     func listening(on address: SocketAddress?, nodeID: NodeID) {
         Terminal.standardOutput.write(JSONLine.object([
             "event": .string("listening"),
-            "address": .string(address.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"),
+            "address": .string(address?.hostPortDescription ?? "?"),
             "node_id": .string(nodeID.hex),
         ]))
     }

@@ -4,6 +4,7 @@ import LNRecording
 import LNReplay
 import LNRules
 import LNTransport
+import LNTransportNIO
 import LNWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -236,7 +237,7 @@ final class ReplayPrinter: @unchecked Sendable {
     }
 
     func listening(_ address: SocketAddress?, nodeID: NodeID) {
-        let text = address.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let text = address?.hostPortDescription ?? "?"
         lock.withLock {
             if json {
                 Terminal.standardOutput.write(JSONLine.render(.object([("event", .string("listening")), ("address", .string(text)),
