@@ -66,20 +66,24 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
         }
         var stepNumber = 1
         var previousEnd: UInt64?
+        // Identifiers learned in one session hold in the next (a reconnect re-establishes the same channel).
+        var binding = IdentifierBinding()
         for (index, segment) in segments.enumerated() {
             if let previousEnd, let start = segment.metadata?.startedNanos, start > previousEnd {
                 // Keep the recorded pause between the sessions, as the timing option says.
                 let wait = options.timing.wait(forRecordedGap: start - previousEnd)
                 if wait > 0 { try? await Task.sleep(nanoseconds: min(wait, 60_000_000_000)) }
             }
-            let runner = ReplayRunner(segment: segment, segmentIndex: index, firstStepNumber: stepNumber, options: options)
-            try await play(runner, accepted: accepted)
+            let runner = ReplayRunner(segment: segment, segmentIndex: index, firstStepNumber: stepNumber, options: options,
+                                      binding: binding)
+            binding = try await play(runner, accepted: accepted)
             stepNumber += segment.steps.count
             previousEnd = segment.endNanos
         }
     }
 
-    private func play(_ runner: ReplayRunner, accepted: AcceptQueue) async throws {
+    /// Plays one segment; returns the binding as it stands at the end.
+    private func play(_ runner: ReplayRunner, accepted: AcceptQueue) async throws -> IdentifierBinding {
         let loop = group.next()
         let done = loop.makePromise(of: Void.self)
         let handler = ReplayChannelHandler(runner: runner, handshakeTimeout: connectTimeout, onReport: onReport, done: done)
@@ -115,6 +119,9 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
             done.futureResult.whenComplete { _ in giveUp.cancel() }
         }
         try await done.futureResult.get()
+        // The connection is over and its promise completed after the handler's last change: reading
+        // it here is ordered after every write.
+        return handler.binding
     }
 }
 
@@ -197,6 +204,9 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  
     }
 
     private static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    /// The identifiers the runner learned; read once the connection is over.
+    var binding: IdentifierBinding { runner.binding }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context

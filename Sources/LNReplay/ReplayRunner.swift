@@ -41,6 +41,17 @@ public enum ReplayTiming: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Which recorded orders a replay insists on.
+public enum ReplayOrder: String, Sendable, CaseIterable {
+    /// Only where the protocol orders: connection-level messages a node sends on its own schedule
+    /// (peer storage, gossip and gossip queries, pings, `warning` for the whole connection) are
+    /// matched within a window of steps wherever they arrive, and reported `reordered`; every
+    /// other message keeps its recorded order.
+    case `protocol`
+    /// Every message of the live node in exactly the recorded order.
+    case strict
+}
+
 /// Everything a replay is asked to do, apart from where to connect.
 public struct ReplayOptions: Sendable {
     public var side: ReplaySide
@@ -51,15 +62,41 @@ public struct ReplayOptions: Sendable {
     /// Types neither sent nor expected; pings among them are answered by lnrr itself.
     public var ignore: TypeFilter
     public var rules: RuleSet?
+    /// Learn the live node's channel identifiers and use them in what lnrr sends and compares.
+    public var bind: Bool
+    public var order: ReplayOrder
+    /// Under `protocol` order: how many steps before or after its recorded place a connection-level
+    /// message may arrive and still be matched.
+    public var orderWindow: Int
+
+    /// The default window: wider than the whole of a typical session (a channel opened, used and
+    /// closed is about 30 steps), narrow enough that a message from much later is not taken.
+    public static let defaultOrderWindow = 64
 
     public init(side: ReplaySide, matcher: MessageMatcher, timing: ReplayTiming, timeoutNanos: UInt64,
-                ignore: TypeFilter, rules: RuleSet?) {
+                ignore: TypeFilter, rules: RuleSet?, bind: Bool = true, order: ReplayOrder = .protocol,
+                orderWindow: Int = ReplayOptions.defaultOrderWindow) {
         self.side = side
         self.matcher = matcher
         self.timing = timing
         self.timeoutNanos = timeoutNanos
         self.ignore = ignore
         self.rules = rules
+        self.bind = bind
+        self.order = order
+        self.orderWindow = orderWindow
+    }
+
+    /// Whether the live node sends `message` on its own schedule, so that `protocol` order does not
+    /// hold it to its recorded place: peer storage (7, 9), ping and pong, gossip and gossip queries,
+    /// and a `warning` about the whole connection (all-zero `channel_id`, BOLT 1).
+    public static func isConnectionScheduled(_ message: [UInt8]) -> Bool {
+        guard let type = WireMessage.type(message) else { return false }
+        switch type {
+        case 7, 9, 18, 19: return true
+        case 1: return message.count >= 34 && message[2..<34].allSatisfy { $0 == 0 }
+        default: return TypeFilter.gossip.contains { $0.contains(type) }
+        }
     }
 }
 
@@ -84,6 +121,10 @@ public struct StepOutcome: Sendable, Equatable {
         case closed
         /// Steps the replay did not get to, after it stopped.
         case notRun = "not-run"
+        /// A connection-level message came, as recorded, but at another point (`--order protocol`).
+        case reordered
+        /// lnrr learned what the live node calls a recorded identifier (`binding` says which).
+        case bound
     }
 
     /// The step's number over the whole replay (from 1); nil for lines that are not steps.
@@ -99,6 +140,12 @@ public struct StepOutcome: Sendable, Equatable {
     /// Since the connection came up.
     public var elapsedNanos: UInt64
     public var detail: String?
+    /// For lines that are not steps (`unexpected`): the step the replay was waiting for.
+    public var atStep: Int? = nil
+    /// For `diverged`: each difference, whole.
+    public var differences: [FieldDifference] = []
+    /// For `bound`: the identifier pair learned.
+    public var binding: IdentifierBinding.Pair? = nil
 
     /// Whether this line means the live node did not behave as recorded.
     public var isDivergence: Bool { result == .diverged || result == .missing || result == .unexpected || result == .notRun }
@@ -126,8 +173,15 @@ public struct ReplayRunner {
     /// The number the first step of this segment gets in the report.
     public let firstStepNumber: Int
 
+    /// A message from the live node, waiting to be matched, with what the live phase tracker made of it.
+    private struct Inbound {
+        var bytes: [UInt8]
+        var at: UInt64
+        var observation: PhaseObservation
+    }
+
     private var next = 0
-    private var inbox: [(bytes: [UInt8], at: UInt64)] = []
+    private var inbox: [Inbound] = []
     private var started: UInt64 = 0
     /// The real and recorded times of the last completed step: the recorded gap is kept from there.
     private var anchorReal: UInt64 = 0
@@ -139,15 +193,27 @@ public struct ReplayRunner {
     public private(set) var isFinished = false
 
     private var engine: RuleEngine?
+    /// The phases of the live traffic (what lnrr sent, what the live node sent): rules see these.
     private var phases = PhaseTracker()
+    /// The phases of the recorded messages of the steps done so far: with `phases`, where the
+    /// recorded and the live channel got their final ids.
+    private var recordedPhases = PhaseTracker()
+    /// Recorded identifiers and their live counterparts (carried over from earlier segments).
+    public private(set) var binding: IdentifierBinding
+    /// Under `protocol` order: later steps already matched by an early connection-level message...
+    private var early = Set<Int>()
+    /// ...and connection-level steps passed before their message came, still to be matched.
+    private var deferred: [Int] = []
     /// A rule decided about the next send and asked for a delay: the decision waits with it.
-    private var pendingDecision: (decision: RuleDecision, until: UInt64)?
+    private var pendingDecision: (decision: RuleDecision, bytes: [UInt8], until: UInt64)?
 
-    public init(segment: ReplaySegment, segmentIndex: Int, firstStepNumber: Int, options: ReplayOptions) {
+    public init(segment: ReplaySegment, segmentIndex: Int, firstStepNumber: Int, options: ReplayOptions,
+                binding: IdentifierBinding = IdentifierBinding()) {
         self.segment = segment
         self.segmentIndex = segmentIndex
         self.firstStepNumber = firstStepNumber
         self.options = options
+        self.binding = binding
         engine = options.rules.map { RuleEngine(rules: $0) }
     }
 
@@ -176,9 +242,10 @@ public struct ReplayRunner {
             if type == 18, let pong = WireMessage.pong(answering: bytes) { actions.append(.send(pong)) }
             return actions
         }
+        let observation = phases.observe(bytes, direction: options.side.receiving)
         var message = bytes
         if engine != nil {
-            let decision = decide(bytes, direction: options.side.receiving)
+            let decision = decide(bytes, direction: options.side.receiving, observation: observation)
             for (injected, direction) in decision.injectBefore + decision.injectAfter {
                 inject(injected, direction, now, &actions)
             }
@@ -193,7 +260,7 @@ public struct ReplayRunner {
             }
             message = forward
         }
-        inbox.append((message, now))
+        inbox.append(Inbound(bytes: message, at: now, observation: observation))
         advance(now: now, &actions)
         return actions
     }
@@ -217,8 +284,16 @@ public struct ReplayRunner {
 
     // MARK: Stepping
 
+    private var protocolOrder: Bool { options.order == .protocol }
+
+    /// A step the `protocol` order does not hold to its recorded place.
+    private func isFloating(_ step: ReplayStep) -> Bool {
+        protocolOrder && step.kind == .expect && ReplayOptions.isConnectionScheduled(step.bytes)
+    }
+
     private mutating func advance(now: UInt64, _ actions: inout [RunnerAction]) {
         while !isFinished {
+            expireDeferred(now, &actions)
             guard next < segment.steps.count else {
                 finish(&actions)
                 return
@@ -238,16 +313,34 @@ public struct ReplayRunner {
                 guard send(step, now: now, &actions) else { return }
                 complete(step, at: now)
             case .expect:
+                if early.remove(next) != nil {
+                    // Matched when it came, before its turn (reported then).
+                    next += 1
+                    continue
+                }
+                if isFloating(step) {
+                    // Taken wherever it is in the inbox; if it has not come yet, the replay goes
+                    // on without it and takes it when it comes (within the window).
+                    if let i = inbox.firstIndex(where: { WireMessage.type($0.bytes) == step.type }) {
+                        let inbound = inbox.remove(at: i)
+                        match(next, inbound, reordered: i == 0 ? nil : "came after messages recorded later", &actions)
+                        complete(step, at: inbound.at)
+                    } else {
+                        deferred.append(next)
+                        next += 1
+                    }
+                    continue
+                }
                 var matched = false
                 while !matched, !inbox.isEmpty {
-                    let (bytes, at) = inbox.removeFirst()
-                    if WireMessage.type(bytes) == step.type {
-                        let difference = options.matcher.difference(expected: step.bytes, got: bytes)
-                        report(difference == nil ? .matched : .diverged, step.direction, bytes, step, at, difference, &actions)
-                        complete(step, at: at)
+                    let inbound = inbox.removeFirst()
+                    if WireMessage.type(inbound.bytes) == step.type {
+                        match(next, inbound, reordered: nil, &actions)
+                        complete(step, at: inbound.at)
                         matched = true
-                    } else {
-                        report(.unexpected, step.direction, bytes, nil, at, "while waiting for \(describe(step.bytes))", &actions)
+                    } else if !placeElsewhere(inbound, &actions) {
+                        report(.unexpected, step.direction, inbound.bytes, nil, inbound.at, "while waiting for \(describe(step.bytes))",
+                               &actions, atStep: firstStepNumber + next)
                     }
                 }
                 if !matched {
@@ -260,6 +353,7 @@ public struct ReplayRunner {
                     waitFor(step, now: now, &actions)
                     return
                 }
+                reportDeferredMissing(now, why: "the live node closed the connection before sending it", &actions)
                 report(.matched, step.direction, [], step, now, "the live node closed the connection, as recorded", &actions)
                 complete(step, at: now)
             case .close:
@@ -267,9 +361,20 @@ public struct ReplayRunner {
                 if let peerClosed {
                     // The recording has us close here; the live node closing first is the same ending
                     // seen a moment earlier (it would have closed on its own in the recording too).
+                    reportDeferredMissing(now, why: peerClosed + " before sending it", &actions)
                     report(.closed, step.direction, [], step, now, peerClosed + " first", &actions)
                     complete(step, at: now)
                     continue
+                }
+                if !deferred.isEmpty {
+                    // Connection-level messages still to come get the usual timeout before lnrr closes.
+                    let since = waitingSince ?? now
+                    waitingSince = since
+                    if now < since + options.timeoutNanos {
+                        actions.append(.wake(atNanos: since + options.timeoutNanos))
+                        return
+                    }
+                    reportDeferredMissing(now, why: "not within \(options.timeoutNanos / 1_000_000) ms before the end", &actions)
                 }
                 let due = dueTime(step)
                 if now < due {
@@ -281,6 +386,75 @@ public struct ReplayRunner {
                 report(.closed, step.direction, [], step, now, segment.truncated ? "end of a truncated recording" : "as recorded", &actions)
                 complete(step, at: now)
             }
+        }
+    }
+
+    /// Matches the live message `inbound` with step `index` (same type): learns identifiers,
+    /// compares through the binding, reports.
+    private mutating func match(_ index: Int, _ inbound: Inbound, reordered: String?, _ actions: inout [RunnerAction]) {
+        let step = segment.steps[index]
+        let recordedObservation = recordedPhases.observe(step.bytes, direction: step.direction)
+        if options.bind {
+            let learned = binding.learn(recorded: step.bytes, live: inbound.bytes)
+                + binding.learn(recorded: recordedObservation, live: inbound.observation)
+            reportBindings(learned, step.direction, inbound.at, &actions)
+        }
+        let expected = options.bind ? binding.rewrite(step.bytes) : step.bytes
+        let differences = options.matcher.differences(expected: expected, got: inbound.bytes)
+        let result: StepOutcome.Result = !differences.isEmpty ? .diverged : reordered != nil ? .reordered : .matched
+        let detail = differences.isEmpty ? reordered : differences.map(\.summary).joined(separator: "; ")
+            + (reordered.map { " (and \($0))" } ?? "")
+        report(result, step.direction, inbound.bytes, step, inbound.at, detail, &actions, index: index, differences: differences)
+    }
+
+    /// Under `protocol` order, a connection-level message that is not the one awaited: the
+    /// deferred step it belongs to, or a later one within the window. False when it fits nowhere.
+    private mutating func placeElsewhere(_ inbound: Inbound, _ actions: inout [RunnerAction]) -> Bool {
+        guard protocolOrder, ReplayOptions.isConnectionScheduled(inbound.bytes) else { return false }
+        let type = WireMessage.type(inbound.bytes)
+        if let d = deferred.firstIndex(where: { segment.steps[$0].type == type }) {
+            let index = deferred.remove(at: d)
+            match(index, inbound, reordered: "recorded at step \(firstStepNumber + index), came at step \(firstStepNumber + next)", &actions)
+            return true
+        }
+        let end = min(segment.steps.count, next + 1 + options.orderWindow)
+        guard next + 1 < end else { return false }
+        for j in (next + 1)..<end where !early.contains(j) {
+            let later = segment.steps[j]
+            if later.kind == .expect && later.type == type {
+                early.insert(j)
+                match(j, inbound, reordered: "recorded at step \(firstStepNumber + j), came at step \(firstStepNumber + next)", &actions)
+                return true
+            }
+        }
+        return false
+    }
+
+    /// Deferred steps whose window has passed are missing; the replay goes on.
+    private mutating func expireDeferred(_ now: UInt64, _ actions: inout [RunnerAction]) {
+        while let first = deferred.first, next - first > options.orderWindow {
+            deferred.removeFirst()
+            let step = segment.steps[first]
+            report(.missing, step.direction, step.bytes, step, now,
+                   "not within \(options.orderWindow) steps of its recorded place", &actions, index: first)
+        }
+    }
+
+    private mutating func reportDeferredMissing(_ now: UInt64, why: String, _ actions: inout [RunnerAction]) {
+        for index in deferred {
+            let step = segment.steps[index]
+            report(.missing, step.direction, step.bytes, step, now, why, &actions, index: index)
+        }
+        deferred.removeAll()
+    }
+
+    private func reportBindings(_ pairs: [IdentifierBinding.Pair], _ direction: Direction, _ at: UInt64,
+                                _ actions: inout [RunnerAction]) {
+        for pair in pairs {
+            actions.append(.report(StepOutcome(step: nil, segment: segmentIndex, result: .bound, direction: direction, bytes: [],
+                                               recordIndex: nil, elapsedNanos: at &- started,
+                                               detail: "\(pair.kind.rawValue) \(pair.recorded.shortHex) in the recording is \(pair.live.shortHex) live",
+                                               atStep: firstStepNumber + next, binding: pair)))
         }
     }
 
@@ -319,42 +493,50 @@ public struct ReplayRunner {
         return anchorReal + options.timing.wait(forRecordedGap: gap)
     }
 
-    /// Sends a step's message through the replay rules; false when the step must wait (a delay).
+    /// Sends a step's message (with the live identifiers) through the replay rules; false when the
+    /// step must wait (a delay).
     private mutating func send(_ step: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
-        guard engine != nil else {
-            actions.append(.send(step.bytes))
-            report(.sent, step.direction, step.bytes, step, now, step.note, &actions)
-            return true
-        }
         let decision: RuleDecision
+        let bytes: [UInt8]
         if let pending = pendingDecision {
             guard now >= pending.until else {
                 actions.append(.wake(atNanos: pending.until))
                 return false
             }
-            decision = pending.decision
+            (decision, bytes) = (pending.decision, pending.bytes)
             pendingDecision = nil
         } else {
-            decision = decide(step.bytes, direction: step.direction)
+            bytes = options.bind ? binding.rewrite(step.bytes) : step.bytes
+            let observation = phases.observe(bytes, direction: step.direction)
+            let recordedObservation = recordedPhases.observe(step.bytes, direction: step.direction)
+            if options.bind {
+                reportBindings(binding.learn(recorded: recordedObservation, live: observation), step.direction, now, &actions)
+            }
+            guard engine != nil else {
+                actions.append(.send(bytes))
+                report(.sent, step.direction, bytes, step, now, note(step, bytes, []), &actions)
+                return true
+            }
+            decision = decide(bytes, direction: step.direction, observation: observation)
             if decision.delayMilliseconds > 0 {
-                pendingDecision = (decision, now + UInt64(decision.delayMilliseconds) * 1_000_000)
+                pendingDecision = (decision, bytes, now + UInt64(decision.delayMilliseconds) * 1_000_000)
                 actions.append(.wake(atNanos: pendingDecision!.until))
                 return false
             }
         }
-        let note = ([step.note].compactMap { $0 } + decision.annotations).joined(separator: "; ")
+        let note = note(step, bytes, decision.annotations)
         for (message, direction) in decision.injectBefore { inject(message, direction, now, &actions) }
         if decision.disconnect == .before || decision.disconnect == .blackhole {
-            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
+            report(.dropped, step.direction, bytes, step, now, note, &actions)
             next += 1
             halt(decision.disconnect!, now, &actions)
             return false
         }
         if let forward = decision.forward {
             for _ in 0..<decision.copies { actions.append(.send(forward)) }
-            report(.sent, step.direction, forward, step, now, note.isEmpty ? nil : note, &actions)
+            report(.sent, step.direction, forward, step, now, note, &actions)
         } else {
-            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
+            report(.dropped, step.direction, bytes, step, now, note, &actions)
         }
         for (message, direction) in decision.injectAfter { inject(message, direction, now, &actions) }
         if let kind = decision.disconnect, kind != .drop {
@@ -365,8 +547,13 @@ public struct ReplayRunner {
         return true
     }
 
-    private mutating func decide(_ bytes: [UInt8], direction: Direction) -> RuleDecision {
-        let observation = phases.observe(bytes, direction: direction)
+    /// The detail of a sent step: its recorded note, the live identifiers used, the rules' words.
+    private func note(_ step: ReplayStep, _ sent: [UInt8], _ annotations: [String]) -> String? {
+        let parts = [step.note, sent == step.bytes ? nil : "with the live node's channel id"].compactMap { $0 } + annotations
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+
+    private mutating func decide(_ bytes: [UInt8], direction: Direction, observation: PhaseObservation) -> RuleDecision {
         guard let type = WireMessage.type(bytes), engine!.mayApply(to: type) else { return .forward(bytes) }
         let context = MessageContext(direction: direction, bytes: bytes, phaseBefore: observation.before, phaseAfter: observation.after,
                                      changes: observation.changes.map { ($0.from, $0.to) },
@@ -392,15 +579,20 @@ public struct ReplayRunner {
         stop(now, because: "a replay rule ended the connection", &actions)
     }
 
+    /// Messages that came when none is expected: connection-level ones may still belong to a
+    /// deferred step; the rest are unexpected.
     private mutating func drainUnexpected(_ actions: inout [RunnerAction], waitingFor: String) {
         while !inbox.isEmpty {
-            let (bytes, at) = inbox.removeFirst()
-            report(.unexpected, options.side.receiving, bytes, nil, at, "while waiting for \(waitingFor)", &actions)
+            let inbound = inbox.removeFirst()
+            if placeElsewhere(inbound, &actions) { continue }
+            report(.unexpected, options.side.receiving, inbound.bytes, nil, inbound.at, "while waiting for \(waitingFor)", &actions,
+                   atStep: firstStepNumber + next)
         }
     }
 
     /// Ends the segment early: the steps left are reported as not run, in one line.
     private mutating func stop(_ now: UInt64, because why: String, _ actions: inout [RunnerAction]) {
+        reportDeferredMissing(now, why: "the replay stopped before it came", &actions)
         let remaining = segment.steps.count - next
         if remaining > 0 {
             let first = firstStepNumber + next
@@ -422,12 +614,14 @@ public struct ReplayRunner {
         actions.append(.finished)
     }
 
+    /// Reports one line. A step's number is that of `index` (default: the current step).
     private func report(_ result: StepOutcome.Result, _ direction: Direction, _ bytes: [UInt8], _ step: ReplayStep?,
-                        _ at: UInt64, _ detail: String?, _ actions: inout [RunnerAction]) {
-        // Steps are reported before `next` moves past them.
-        let number = step == nil ? nil : firstStepNumber + next
+                        _ at: UInt64, _ detail: String?, _ actions: inout [RunnerAction],
+                        index: Int? = nil, atStep: Int? = nil, differences: [FieldDifference] = []) {
+        let number = step == nil ? nil : firstStepNumber + (index ?? next)
         actions.append(.report(StepOutcome(step: number, segment: segmentIndex, result: result, direction: direction, bytes: bytes,
-                                           recordIndex: step?.recordIndex, elapsedNanos: at &- started, detail: detail)))
+                                           recordIndex: step?.recordIndex, elapsedNanos: at &- started, detail: detail,
+                                           atStep: atStep, differences: differences)))
     }
 
     private func describe(_ bytes: [UInt8]) -> String {

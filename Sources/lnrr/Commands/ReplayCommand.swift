@@ -74,6 +74,18 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("More field names --match fields leaves out (comma-separated).", valueName: "NAMES"))
     var ignoreField: String?
 
+    @Option(name: .long, help: ArgumentHelp("Learn the live node's temporary_channel_id and channel_id and use them in what lnrr sends and compares: on (default) or off.", valueName: "on|off"))
+    var bind: String = "on"
+
+    @Flag(name: .long, help: "Send the recorded channel ids as they are (the same as --bind off).")
+    var noBind = false
+
+    @Option(name: .long, help: ArgumentHelp("protocol (default): connection-level messages a node sends on its own schedule (peer storage, gossip, ping, warning to the whole connection) may come anywhere within --order-window steps and are reported reordered; strict: everything in the recorded order.", valueName: "protocol|strict"))
+    var order: String = "protocol"
+
+    @Option(name: .long, help: ArgumentHelp("How many steps from its recorded place a connection-level message may come under --order protocol.", valueName: "STEPS"))
+    var orderWindow: Int = ReplayOptions.defaultOrderWindow
+
     @Option(name: .long, help: ArgumentHelp("When to send: recorded (the recorded gaps), fast (as soon as the expected input came) or scale:X (gaps times X).", valueName: "TIMING"))
     var timing: String = "recorded"
 
@@ -104,6 +116,7 @@ struct ReplayCommand: AsyncParsableCommand {
             if connect != nil || listen != nil { throw ValidationError("--offline uses no network: leave out --connect and --listen") }
             if files.count != 1 { throw ValidationError("--offline takes one recording") }
             if report != nil { throw ValidationError("--report draws a replay against a live node; for a recording alone use lnrr view") }
+            if let side, ReplaySide(rawValue: side) == nil { throw ValidationError("--as must be a or b: the recorded side lnrr would play") }
             return
         }
         guard let side, ReplaySide(rawValue: side) != nil else { throw ValidationError("--as must be a or b: the recorded side lnrr plays") }
@@ -114,6 +127,9 @@ struct ReplayCommand: AsyncParsableCommand {
         if MatchMode(rawValue: match) == nil { throw ValidationError("--match must be type, fields or exact") }
         if timeout <= 0 { throw ValidationError("--timeout must be a positive number of milliseconds") }
         if !(connectTimeout > 0) { throw ValidationError("--connect-timeout must be a positive number of seconds") }
+        if bind != "on" && bind != "off" { throw ValidationError("--bind must be on or off") }
+        if ReplayOrder(rawValue: order) == nil { throw ValidationError("--order must be protocol or strict") }
+        if orderWindow < 0 { throw ValidationError("--order-window must be 0 or more steps") }
     }
 
     func run() async throws {
@@ -142,7 +158,8 @@ struct ReplayCommand: AsyncParsableCommand {
         let printer = ReplayPrinter(json: json, totalSteps: segments.reduce(0) { $0 + $1.steps.count })
         for segment in segments { notices(for: segment, side: side, secret: secret, printer: printer) }
         let options = ReplayOptions(side: side, matcher: MessageMatcher(mode: MatchMode(rawValue: match)!, ignoredFields: ignoredFields),
-                                    timing: timingMode, timeoutNanos: UInt64(timeout) * 1_000_000, ignore: filter, rules: ruleSet)
+                                    timing: timingMode, timeoutNanos: UInt64(timeout) * 1_000_000, ignore: filter, rules: ruleSet,
+                                    bind: bind == "on" && !noBind, order: ReplayOrder(rawValue: order)!, orderWindow: orderWindow)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let outcomes = ReplayOutcomes()
         let driver = ReplayDriver(options: options, endpoint: endpoint, secret: secret,
@@ -176,9 +193,12 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 
     private func runOffline(_ rules: RuleSet?) throws {
-        let (lines, reader): ([OfflineLine], RecordingReader)
-        do { (lines, reader) = try OfflineReplay.run(path: files[0], rules: rules) } catch { throw CLIError("\(error)") }
-        for problem in reader.problems { Terminal.standardError.write("note: \(files[0]): \(problem)") }
+        let (lines, segment): ([OfflineLine], ReplaySegment)
+        do {
+            (lines, segment) = try OfflineReplay.run(path: files[0], rules: rules, side: side.flatMap(ReplaySide.init(rawValue:)) ?? .a,
+                                                     ignore: try TypeFilter.parse(ignore))
+        } catch { throw CLIError("\(error)") }
+        for problem in segment.problems { Terminal.standardError.write("note: \(files[0]): \(problem)") }
         var acted = 0
         for line in lines {
             if !line.actions.isEmpty { acted += 1 }
@@ -189,13 +209,14 @@ struct ReplayCommand: AsyncParsableCommand {
                     ("name", .string(describeType(type))), ("phase_before", .string(line.phaseBefore.rawValue)),
                     ("phase", .string(line.phase.rawValue)), ("phase_changes", .array(line.phaseChanges.map { .string($0) })),
                     ("rules", .array(line.actions.map { .string($0) })),
-                ])))
+                ] + (line.note.map { [("note", JSONLine.Value.string($0))] } ?? []))))
             } else {
                 let change = line.phaseChanges.isEmpty ? "" : "  [" + line.phaseChanges.joined(separator: ", ") + "]"
                 let actions = line.actions.isEmpty ? "" : "  " + Terminal.paint(line.actions.joined(separator: "; "), .yellow)
+                let note = line.note.map { "  (" + $0 + ")" } ?? ""
                 Terminal.standardOutput.write(String(format: "%5d  ", line.index) + line.direction.rawValue + "  "
                                               + line.phase.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + " "
-                                              + describeType(type).padding(toLength: 28, withPad: " ", startingAt: 0) + change + actions)
+                                              + describeType(type).padding(toLength: 28, withPad: " ", startingAt: 0) + change + actions + note)
             }
         }
         let summary = "\(lines.count) messages, \(acted) acted on by \(rules == nil ? "no rules (none given)" : "the rules")"
@@ -215,6 +236,7 @@ final class ReplayPrinter: @unchecked Sendable {
     private let lock = NIOLock()
     private var counts: [StepOutcome.Result: Int] = [:]
     private var firstDivergence: StepOutcome?
+    private var bindings: [IdentifierBinding.Pair] = []
     private var lastStep = 0
     private var headerPrinted = false
     /// Only where a person watches: stdout and stderr on a terminal, not JSON, and long enough to need it.
@@ -252,6 +274,7 @@ final class ReplayPrinter: @unchecked Sendable {
         lock.withLock {
             counts[outcome.result, default: 0] += 1
             if outcome.isDivergence && firstDivergence == nil { firstDivergence = outcome }
+            if let pair = outcome.binding { bindings.append(pair) }
             if let step = outcome.step { lastStep = max(lastStep, step) }
             if json {
                 Terminal.standardOutput.write(Self.jsonLine(outcome))
@@ -280,19 +303,24 @@ final class ReplayPrinter: @unchecked Sendable {
             let verdict = connectionError != nil ? "error" : ok ? "matched" : "diverged"
             if json {
                 var pairs: [(String, JSONLine.Value)] = [("verdict", .string(verdict))]
-                for result in [StepOutcome.Result.sent, .matched, .diverged, .missing, .unexpected, .dropped, .injected, .notRun] {
+                for result in [StepOutcome.Result.sent, .matched, .reordered, .diverged, .missing, .unexpected, .dropped, .injected, .notRun] {
                     pairs.append((result.rawValue.replacingOccurrences(of: "-", with: "_"), .int(counts[result] ?? 0)))
                 }
                 pairs.append(("truncated", .bool(truncated)))
                 if let first = firstDivergence { pairs.append(("first_divergence", .string(Self.summary(first)))) }
-                if let first = firstDivergence, let step = first.step { pairs.append(("first_divergence_step", .int(step))) }
+                if let first = firstDivergence, let step = first.step ?? first.atStep { pairs.append(("first_divergence_step", .int(step))) }
+                pairs.append(("bindings", .array(bindings.map(Self.bindingJSON))))
                 if let connectionError { pairs.append(("error", .string(connectionError))) }
                 Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
                 return ok
             }
-            let tally = "\(counts[.sent] ?? 0) sent, \(counts[.matched] ?? 0) matched, \(counts[.diverged] ?? 0) diverged, "
+            let tally = "\(counts[.sent] ?? 0) sent, \(counts[.matched] ?? 0) matched, "
+                + ((counts[.reordered] ?? 0) > 0 ? "\(counts[.reordered]!) reordered, " : "") + "\(counts[.diverged] ?? 0) diverged, "
                 + "\(counts[.missing] ?? 0) missing, \(counts[.unexpected] ?? 0) unexpected"
                 + ((counts[.notRun] ?? 0) > 0 ? ", some steps not run" : "")
+            for pair in bindings {
+                Terminal.standardOutput.write("binding: \(pair.kind.rawValue) \(pair.recorded.hex) (recorded) is \(pair.live.hex) (live)")
+            }
             if connectionError != nil {
                 // The error itself goes to stderr, once (see run()).
                 Terminal.standardOutput.write(Terminal.paint("verdict: error", .red) + " (\(tally))")
@@ -308,7 +336,7 @@ final class ReplayPrinter: @unchecked Sendable {
 
     static func summary(_ o: StepOutcome) -> String {
         let what = o.type.map(describeType) ?? (o.result == .notRun ? "" : "the connection")
-        let step = o.step.map { "step \($0)" } ?? "after step"
+        let step = o.step.map { "step \($0)" } ?? o.atStep.map { "step \($0)" } ?? "the end"
         return "\(step): \(o.direction.rawValue) \(what) \(o.result.rawValue)" + (o.detail.map { " (\($0))" } ?? "")
     }
 
@@ -316,13 +344,19 @@ final class ReplayPrinter: @unchecked Sendable {
         let colour: Terminal.Colour = switch o.result {
         case .matched, .sent, .closed: .green
         case .diverged, .missing, .unexpected, .notRun: .red
-        case .dropped, .injected: .yellow
+        case .dropped, .injected, .reordered: .yellow
+        case .bound: .dim
         }
         let step = o.step.map { String(format: "%5d", $0) } ?? "    -"
-        let name = o.type.map(describeType) ?? (o.result == .closed || o.result == .missing || o.result == .matched ? "(close)" : "")
+        let name = o.type.map(describeType) ?? o.binding.map(\.kind.rawValue)
+            ?? (o.result == .closed || o.result == .missing || o.result == .matched ? "(close)" : "")
         let time = String(format: "%9.3f", Double(o.elapsedNanos) / 1e9)
         let result = Terminal.paint(o.result.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0), colour)
         return "\(step)  \(time)  \(o.direction.rawValue)  \(name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(result)  \(o.detail ?? "")"
+    }
+
+    static func bindingJSON(_ pair: IdentifierBinding.Pair) -> JSONLine.Value {
+        .object([("kind", .string(pair.kind.rawValue)), ("recorded", .string(pair.recorded.hex)), ("live", .string(pair.live.hex))])
     }
 
     static func jsonLine(_ o: StepOutcome) -> String {
@@ -338,6 +372,31 @@ final class ReplayPrinter: @unchecked Sendable {
         if let record = o.recordIndex { pairs.append(("record", .int(record))) }
         pairs.append(("t_ns", .uint(o.elapsedNanos)))
         if let detail = o.detail { pairs.append(("detail", .string(detail))) }
+        if let at = o.atStep { pairs.append(("at_step", .int(at))) }
+        if !o.differences.isEmpty {
+            pairs.append(("differences", .array(o.differences.map { d in
+                var fields: [(String, JSONLine.Value)] = [("field", .string(d.field)), ("recorded", d.recorded.map(JSONLine.Value.init) ?? .null),
+                                                          ("live", d.live.map(JSONLine.Value.init) ?? .null)]
+                if let offset = d.offset { fields.append(("offset", .int(offset))) }
+                return .object(fields)
+            })))
+        }
+        if let pair = o.binding { pairs.append(("binding", bindingJSON(pair))) }
         return JSONLine.render(.object(pairs))
+    }
+}
+
+extension JSONLine.Value {
+    /// The same value for the line writer (integers too large for `Int` stay exact as `uint` or text).
+    init(_ value: JSONValue) {
+        switch value {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .integer(let text): self = Int(text).map(JSONLine.Value.int) ?? UInt64(text).map(JSONLine.Value.uint) ?? .string(text)
+        case .number(let d): self = .double(d)
+        case .string(let s): self = .string(s)
+        case .array(let items): self = .array(items.map(JSONLine.Value.init))
+        case .object(let pairs): self = .object(pairs.map { ($0.0, JSONLine.Value($0.1)) })
+        }
     }
 }
