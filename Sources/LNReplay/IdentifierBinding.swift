@@ -101,8 +101,8 @@ public struct IdentifierBinding: Sendable {
         return ChannelID(bytes: message[offset..<offset + 32])
     }
 
-    /// The id fields of a message type: `channel_id`-typed fields in the fixed-size part that
-    /// starts every message (offsets count the 2-byte type), from the BOLT CSVs.
+    /// The id fields of a message type: `channel_id`-typed fields and `temporary_channel_id` in the
+    /// fixed-size part that starts every message (offsets count the 2-byte type), from the BOLT CSVs.
     static func slots(of type: UInt16) -> [Slot] { slotTable[type] ?? [] }
 
     private static let slotTable: [UInt16: [Slot]] = {
@@ -119,7 +119,8 @@ public struct IdentifierBinding: Sendable {
                 default: count = -1
                 }
                 guard count >= 0 else { break }
-                if f == .channel_id && count == 1 {
+                // `channel_id`-typed fields, and `temporary_channel_id`, which the CSVs give as 32 bytes.
+                if (f == .channel_id && count == 1) || (field.name == "temporary_channel_id" && size * count == 32) {
                     slots.append(Slot(offset: offset, kind: field.name == "temporary_channel_id" ? .temporaryChannelID : .channelID))
                 }
                 offset += size * count

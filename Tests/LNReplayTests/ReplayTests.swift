@@ -70,6 +70,19 @@ struct ReplayPlanTests {
         #expect(segment.steps.contains { $0.recordIndex == 10 })   // nothing ignored: the ping is sent
     }
 
+    @Test("offline puts the replay's own messages through the rules: injected records too, as a live replay sends them")
+    func offlineIncludesInjected() throws {
+        let (set, _) = RuleParser.parse(yaml: "rules:\n  - {name: x, match: {type: 32773}, action: drop}\n", file: "t")
+        let path = try writeRecording()
+        let (lines, _) = try OfflineReplay.run(path: path, rules: set, side: .a)
+        #expect(lines.map(\.index) == [0, 1, 3, 3, 5, 6, 8])
+        #expect(lines.filter { !$0.actions.isEmpty }.map(\.index) == [6])
+        #expect(lines.first { $0.index == 6 }?.note == "injected by lnrr")
+        // Playing b, a's injection is not b's own message and does not go through the rules.
+        let (asB, _) = try OfflineReplay.run(path: path, rules: set, side: .b)
+        #expect(asB.allSatisfy { $0.actions.isEmpty })
+    }
+
     @Test("--ignore parses names, numbers, ranges and words, and suggests names")
     func ignoreParsing() throws {
         let filter = try TypeFilter.parse("ping,130,32768-32800,gossip")
