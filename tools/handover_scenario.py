@@ -3,6 +3,10 @@
 
     handover_scenario.py record --out DIR            record a session with the injection rule
     handover_scenario.py replay FILE [ARGS...]       replay FILE as a against a fresh fundee
+    handover_scenario.py replay-b FILE [ARGS...]     replay FILE as b against a fresh funder
+
+`--node-args "--fresh-ids --open v2 --peer-storage"` passes options to both nodes (see
+tools/handover-node); `record --no-rules` records without the injection rule.
 
 `record` starts a fundee (node b) and `lnrr record` in front of it with a rule that injects a custom
 message at the `channel -> closing` hand-over, then a funder (node a) that dials the proxy. It
@@ -76,20 +80,25 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> dict:
             "end": next((l for l in reversed(lines) if l.get("event") == "end"), None), "stderr": err[-500:]}
 
 
-def record(out: Path, keydir: Path, rules_text: str = INJECTION_RULES) -> dict:
+def record(out: Path, keydir: Path, rules_text: str | None = INJECTION_RULES, node_args: list[str] = ()) -> dict:
+    """Records one session between a funder and a fundee through `lnrr record` (with `rules_text`
+    as its rules unless None); `node_args` go to both nodes."""
     ids = make_keys(keydir)
-    rules = keydir / "rules.yaml"
-    rules.write_text(rules_text)
-    fundee = start_node("fundee", keydir / "b.key", "--listen", "127.0.0.1:0")
+    rules_args = []
+    if rules_text is not None:
+        rules = keydir / "rules.yaml"
+        rules.write_text(rules_text)
+        rules_args = ["--rules", str(rules)]
+    fundee = start_node("fundee", keydir / "b.key", "--listen", "127.0.0.1:0", *node_args)
     port_b = first_line(fundee)["port"]
     port_p = free_port()
     proxy = subprocess.Popen([lnrr(), "record", "--listen", f"127.0.0.1:{port_p}", "--upstream", f"{ids['b']}@127.0.0.1:{port_b}",
-                              "--keys", str(keydir), "--out", str(out), "--rules", str(rules)],
+                              "--keys", str(keydir), "--out", str(out), *rules_args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while '"listening"' not in (proxy.stdout.readline() or '"listening"'):
             pass
-        funder = start_node("funder", keydir / "a.key", "--connect", f"{ids['b']}@127.0.0.1:{port_p}")
+        funder = start_node("funder", keydir / "a.key", "--connect", f"{ids['b']}@127.0.0.1:{port_p}", *node_args)
         a = finish(funder)
         b = finish(fundee)
         time.sleep(0.3)  # the proxy closes the recording once both sides are gone
@@ -100,9 +109,10 @@ def record(out: Path, keydir: Path, rules_text: str = INJECTION_RULES) -> dict:
     return {"recording": str(files[-1]) if files else None, "funder": a, "fundee": b, "keys": ids}
 
 
-def replay(path: str, keydir: Path, extra: list[str]) -> tuple[int, list[dict], dict]:
+def replay(path: str, keydir: Path, extra: list[str], node_args: list[str] = ()) -> tuple[int, list[dict], dict]:
+    """Replays `path` as a (lnrr dials) against a fresh fundee started with `node_args`."""
     ids = make_keys(keydir)
-    fundee = start_node("fundee", keydir / "b.key", "--listen", "127.0.0.1:0")
+    fundee = start_node("fundee", keydir / "b.key", "--listen", "127.0.0.1:0", *node_args)
     port_b = first_line(fundee)["port"]
     run = subprocess.run([lnrr(), "replay", path, "--as", "a", "--connect", f"{ids['b']}@127.0.0.1:{port_b}",
                           "--key", str(keydir / "a.key"), "--json", *extra], capture_output=True, text=True, timeout=120)
@@ -113,25 +123,56 @@ def replay(path: str, keydir: Path, extra: list[str]) -> tuple[int, list[dict], 
     return run.returncode, report, finish(fundee)
 
 
+def replay_as_b(path: str, keydir: Path, extra: list[str], node_args: list[str] = ()) -> tuple[int, list[dict], dict]:
+    """Replays `path` as b (lnrr listens) against a fresh funder started with `node_args`."""
+    ids = make_keys(keydir)
+    proc = subprocess.Popen([lnrr(), "replay", path, "--as", "b", "--listen", "127.0.0.1:0", "--key", str(keydir / "b.key"),
+                             "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    funder = None
+    try:
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue
+            lines.append(json.loads(line))
+            if lines[-1].get("event") == "listening":
+                port = int(lines[-1]["address"].rsplit(":", 1)[1])
+                funder = start_node("funder", keydir / "a.key", "--connect", f"{ids['b']}@127.0.0.1:{port}", *node_args)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if funder is not None and funder.poll() is None:
+        time.sleep(0.2)
+        funder.terminate()
+    return proc.returncode, lines, finish(funder) if funder is not None else {"exit": None, "stderr": proc.stderr.read()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("record")
     r.add_argument("--out", required=True)
     r.add_argument("--keys", help="key folder (default: a fresh temporary one)")
-    p = sub.add_parser("replay")
-    p.add_argument("file")
-    p.add_argument("--keys")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    r.add_argument("--no-rules", action="store_true", help="record without the injection rule")
+    r.add_argument("--node-args", default="", help="options for both nodes, e.g. \"--fresh-ids --open v2\"")
+    for name in ["replay", "replay-b"]:
+        p = sub.add_parser(name)
+        p.add_argument("file")
+        p.add_argument("--keys")
+        p.add_argument("--node-args", default="")
+        p.add_argument("args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     keydir = Path(args.keys) if args.keys else Path(tempfile.mkdtemp()) / "keys"
+    node_args = args.node_args.split()
     if args.command == "record":
-        print(json.dumps(record(Path(args.out), keydir)))
+        print(json.dumps(record(Path(args.out), keydir, None if args.no_rules else INJECTION_RULES, node_args)))
         return 0
-    code, report, fundee = replay(args.file, keydir, args.args)
+    play = replay if args.command == "replay" else replay_as_b
+    code, report, node = play(args.file, keydir, args.args, node_args)
     for line in report:
         print(json.dumps(line))
-    print(json.dumps({"fundee": fundee}))
+    print(json.dumps({"fundee" if args.command == "replay" else "funder": node}))
     return code
 
 
