@@ -161,3 +161,20 @@ def test_progress_bar_and_colour_only_on_a_terminal(lnrr, tmp_path):
     assert code == 0, out
     assert b"/23 steps" not in out
     assert b"\x1b[" not in out and b"\r" not in out
+
+
+def test_offline_reports_the_same_rule_actions_as_the_live_replay(lnrr, tmp_path):
+    rules = tmp_path / "earlier.yaml"
+    rules.write_text(EARLIER)
+    offline = run(lnrr, "replay", "--offline", str(EXAMPLE), "--as", "a", "--rules", str(rules), "--json").stdout
+    offline = [json.loads(l) for l in offline.splitlines()]
+    acted = [(l["name"], l["rules"]) for l in offline if l.get("rules")]
+    # The recorded injection is part of what a replay sends, so the rule that drops it acts on it.
+    assert acted == [("shutdown", ['rule "before-first-shutdown": injected custom a->b before this message']),
+                     ("custom 32769", ['rule "not-at-handover": dropped'])], acted
+    [injected] = [l for l in offline if l.get("note") == "injected by lnrr"]
+    assert injected["type"] == 32769
+    code, report, _ = scenario.replay(str(EXAMPLE), tmp_path / "keys", ["--rules", str(rules), "--timeout", "1000", "--timing", "fast"])
+    live = [l for l in report if "rule \"" in (l.get("detail") or "")]
+    assert [(l["name"], l["result"]) for l in live] == [("shutdown", "sent"), ("custom 32769", "dropped")], live
+    assert len(live) == offline[-1]["acted_on"] == 2

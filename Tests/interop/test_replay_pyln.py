@@ -154,6 +154,13 @@ def test_match_modes(lnrr, keys, procs, tmp_path, mode, fee, sig, result, detail
     if detail:
         assert detail in line["detail"]
         assert r.returncode == 1 and lines[-1]["verdict"] == "diverged"
+        # --json carries each difference whole, as an object.
+        [difference] = line["differences"]
+        if mode == "fields":
+            assert difference == {"field": "fee_satoshis", "recorded": 1000, "live": 1500}
+        else:
+            assert difference["field"] == "bytes" and difference["offset"] == 42
+            assert bytes.fromhex(difference["live"]) == closing_signed(fee, sig)
     else:
         assert r.returncode == 0, r.stdout
 
@@ -241,8 +248,16 @@ def test_unexpected_message_is_reported(lnrr, keys, procs, tmp_path):
     assert r.returncode == 1
     [extra] = [l for l in steps(lines) if l["result"] == "unexpected"]
     assert extra["type"] == 32775 and extra["step"] is None and "closing_signed" in extra["detail"]
+    assert extra["at_step"] == 4   # it came while step 4 was awaited
     assert [l for l in steps(lines) if l.get("name") == "closing_signed"][0]["result"] == "matched"
     assert lines[-1]["verdict"] == "diverged" and lines[-1]["unexpected"] == 1
+    assert lines[-1]["first_divergence_step"] == 4
+    # The text verdict names that step too.
+    live = LiveB(keys("b"), answers_as_recorded(extra_before=msg(32775, b"surprise")))
+    r = run(lnrr, "replay", path, "--as", "a", "--connect", live.address, "--key", keys("a").path, "--timing", "fast",
+            check=False, timeout=120)
+    live.join()
+    assert "verdict: diverged at step 4: b->a custom 32775 unexpected (while waiting for closing_signed)" in r.stdout, r.stdout
 
 
 def test_peer_that_disconnects_mid_replay(lnrr, keys, procs, tmp_path):
