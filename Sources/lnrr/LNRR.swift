@@ -34,6 +34,7 @@ struct LNRR: AsyncParsableCommand {
             ReplayCommand.self,
             WiresharkCommand.self,
             ViewCommand.self,
+            ExportCommand.self,
         ]
     )
 }

@@ -103,6 +103,11 @@ public enum MessageCatalogue {
     static let tlvStreams: [String: TLVStreamSpec] = Dictionary(uniqueKeysWithValues: generatedTLVStreams.map { ($0.name, $0) })
     static let subtypes: [String: SubtypeSpec] = Dictionary(uniqueKeysWithValues: generatedSubtypes.map { ($0.name, $0) })
 
+    /// A TLV stream (`init_tlvs`) or subtype (`witness`) by the name a field's kind gives, for
+    /// code that writes the specs out again (`lnrr export` embeds the CSV rows a test needs).
+    public static func tlvStream(named name: String) -> TLVStreamSpec? { tlvStreams[name] }
+    public static func subtype(named name: String) -> SubtypeSpec? { subtypes[name] }
+
     /// Index by type number: entries are indexes into `messages`, -1 where undefined.
     private static let byNumber: [Int16] = {
         var table = [Int16](repeating: -1, count: 32768)
