@@ -27,17 +27,31 @@ struct ReplayCommand: AsyncParsableCommand {
             Pings, pongs and gossip are neither sent nor expected (--ignore); lnrr answers the live \
             node's pings itself.
 
-            Each step prints one line: sent, matched, diverged (with the fields that differ), \
-            missing (nothing within --timeout), unexpected (the live node sent something the \
-            recording does not have there) or not-run. The replay stops at the first missing \
-            message. Then a verdict. --json prints one JSON object per line instead.
+            Identifiers adapt (--bind on, the default): lnrr learns the live node's \
+            temporary_channel_id (from its open_channel) and channel_id (v1 from the funding \
+            outpoint, v2 from the revocation basepoints), sends them in place of the recorded ones \
+            and compares through them. Signatures cannot adapt: they need the played side's keys. \
+            --no-bind sends the recorded ids.
+
+            Order (--order protocol, the default): messages keep their recorded order, except \
+            connection-level messages a node sends on its own schedule (peer_storage, gossip and \
+            gossip queries, ping/pong, warning to the whole connection), which may come anywhere \
+            within --order-window steps and are reported reordered. --order strict: everything in \
+            the recorded order.
+
+            Each step prints one line: sent, matched, reordered, diverged (with the fields that \
+            differ), missing (nothing within --timeout), unexpected (the live node sent something \
+            the recording does not have there) or not-run; bound lines show identifiers learned. \
+            The replay stops at the first missing message. Then the bindings and a verdict. --json \
+            prints one JSON object per line instead (differences as {field, recorded, live}).
 
             Several recordings of the same two nodes replay as one, reconnecting between them \
             (they are put in the order they were recorded). A truncated recording (lnrr killed \
             while recording) replays up to its last complete message, and says so.
 
-            --offline runs the recording through the phase tracker and --rules without any \
-            network and prints what the rules would have done to each message.
+            --offline runs the messages a replay playing --as (default a) would send and expect \
+            through the phase tracker and --rules without any network, injected records included, \
+            and prints what the rules would have done to each.
 
             Exit status: 0 the live node behaved as recorded to the end, 1 it diverged, 2 usage, \
             unreadable recordings or connection errors.
