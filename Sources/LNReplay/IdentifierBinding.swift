@@ -48,10 +48,12 @@ public struct IdentifierBinding: Sendable {
         return pair
     }
 
-    /// Learns from a live message and the recorded one it matched (same type): a
-    /// `temporary_channel_id` the live node chose. Returns the pairs learned.
+    /// Learns from a live message and the recorded one it matched (same type): the
+    /// `temporary_channel_id` the live node chose in the `open_channel` or `open_channel2` it
+    /// sent. (Other messages echo ids; a different one there is the node's doing, not a binding.)
+    /// Returns the pairs learned.
     public mutating func learn(recorded: [UInt8], live: [UInt8]) -> [Pair] {
-        guard let type = WireMessage.type(recorded), WireMessage.type(live) == type else { return [] }
+        guard let type = WireMessage.type(recorded), type == 32 || type == 64, WireMessage.type(live) == type else { return [] }
         var learned: [Pair] = []
         for slot in Self.slots(of: type) where slot.kind == .temporaryChannelID {
             guard let r = Self.id(in: recorded, at: slot.offset), let l = Self.id(in: live, at: slot.offset) else { continue }

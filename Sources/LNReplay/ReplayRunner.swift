@@ -204,6 +204,11 @@ public struct ReplayRunner {
     private var early = Set<Int>()
     /// ...and connection-level steps passed before their message came, still to be matched.
     private var deferred: [Int] = []
+    /// Under `protocol` order: the channel each step belongs to (a number per channel, its
+    /// temporary and final ids alike), nil for messages of the connection as a whole.
+    private let channelOfStep: [Int?]
+    /// The channel number of each recorded id.
+    private let channelNumbers: [ChannelID: Int]
     /// A rule decided about the next send and asked for a delay: the decision waits with it.
     private var pendingDecision: (decision: RuleDecision, bytes: [UInt8], until: UInt64)?
 
@@ -215,6 +220,7 @@ public struct ReplayRunner {
         self.options = options
         self.binding = binding
         engine = options.rules.map { RuleEngine(rules: $0) }
+        (channelOfStep, channelNumbers) = options.order == .protocol ? Self.channels(of: segment.steps) : ([], [:])
     }
 
     // MARK: Inputs
@@ -334,11 +340,11 @@ public struct ReplayRunner {
                 var matched = false
                 while !matched, !inbox.isEmpty {
                     let inbound = inbox.removeFirst()
-                    if WireMessage.type(inbound.bytes) == step.type {
+                    if WireMessage.type(inbound.bytes) == step.type && !ofAnotherChannel(inbound, than: next) {
                         match(next, inbound, reordered: nil, &actions)
                         complete(step, at: inbound.at)
                         matched = true
-                    } else if !placeElsewhere(inbound, &actions) {
+                    } else if !placeElsewhere(inbound, &actions) && !placeInItsChannel(inbound, &actions) {
                         report(.unexpected, step.direction, inbound.bytes, nil, inbound.at, "while waiting for \(describe(step.bytes))",
                                &actions, atStep: firstStepNumber + next)
                     }
@@ -425,6 +431,79 @@ public struct ReplayRunner {
                 early.insert(j)
                 match(j, inbound, reordered: "recorded at step \(firstStepNumber + j), came at step \(firstStepNumber + next)", &actions)
                 return true
+            }
+        }
+        return false
+    }
+
+    /// Numbers the channels of the recorded steps, following renames (temporary to final id).
+    private static func channels(of steps: [ReplayStep]) -> ([Int?], [ChannelID: Int]) {
+        var tracker = PhaseTracker()
+        var numbers: [ChannelID: Int] = [:]
+        var perStep: [Int?] = []
+        perStep.reserveCapacity(steps.count)
+        for step in steps {
+            guard !step.bytes.isEmpty else {
+                perStep.append(nil)
+                continue
+            }
+            let seen = tracker.observe(step.bytes, direction: step.direction)
+            if let renamed = seen.changes.first(where: { $0.renamedFrom != nil }), let final = renamed.channel,
+               let number = numbers[renamed.renamedFrom!] {
+                numbers[final] = number
+            }
+            guard let id = seen.channel, !id.isZero else {
+                perStep.append(nil)
+                continue
+            }
+            if numbers[id] == nil { numbers[id] = numbers.count }
+            perStep.append(numbers[id])
+        }
+        return (perStep, numbers)
+    }
+
+    /// The recorded channel number of a live message: through the binding, or its id as it is.
+    private func channelNumber(of inbound: Inbound) -> Int? {
+        guard let live = inbound.observation.channel, !live.isZero else { return nil }
+        return channelNumbers[binding.pairs.first { $0.live == live }?.recorded ?? live]
+    }
+
+    /// Under `protocol` order, whether a live message belongs to a known channel other than step
+    /// `index`'s (then it is not that step's message, whatever its type).
+    private func ofAnotherChannel(_ inbound: Inbound, than index: Int) -> Bool {
+        guard protocolOrder, index < channelOfStep.count, let awaited = channelOfStep[index],
+              let channel = channelNumber(of: inbound) else { return false }
+        return channel != awaited
+    }
+
+    /// Under `protocol` order, a channel message that is not the one awaited because the awaited
+    /// step belongs to another channel: it is taken by the next step of its own channel, if that
+    /// step is of its type, within the window, and nothing orders it after the awaited step (a
+    /// message lnrr still has to send on that channel, or a message of the whole connection).
+    private mutating func placeInItsChannel(_ inbound: Inbound, _ actions: inout [RunnerAction]) -> Bool {
+        guard protocolOrder, next < channelOfStep.count, let awaited = channelOfStep[next],
+              let channel = channelNumber(of: inbound), channel != awaited else { return false }
+        let type = WireMessage.type(inbound.bytes)
+        let end = min(segment.steps.count, next + 1 + options.orderWindow)
+        var j = next + 1
+        while j < end {
+            defer { j += 1 }
+            if early.contains(j) { continue }
+            let step = segment.steps[j]
+            let owner = channelOfStep[j]
+            switch step.kind {
+            case .send:
+                if owner == nil || owner == channel { return false }
+            case .expect:
+                if isFloating(step) { continue }
+                guard let owner else { return false }
+                guard owner == channel else { continue }
+                guard step.type == type else { return false }
+                early.insert(j)
+                match(j, inbound, reordered: "recorded at step \(firstStepNumber + j) after other channels' messages, came at step \(firstStepNumber + next)", &actions)
+                return true
+            case .expectClose, .close:
+                return false
             }
         }
         return false

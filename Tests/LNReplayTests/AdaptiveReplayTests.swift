@@ -235,6 +235,47 @@ struct OrderTests {
         #expect(missing.first?.detail == "not within 1 steps of its recorded place")
     }
 
+    /// channel_reestablish: channel_id, two u64 commitment numbers, a 32-byte secret and a point.
+    func reestablish(_ channel: UInt8) -> [UInt8] { msg(136, id(channel) + [UInt8](repeating: 0, count: 8 + 8 + 32) + point(0x09)) }
+    func shutdown(_ channel: UInt8) -> [UInt8] { msg(38, id(channel) + [0, 2, 0x51, 0x20]) }
+
+    func twoChannels() -> ReplaySegment {
+        segment([
+            step(.send, initMessage, playing: .a), step(.expect, initMessage, playing: .a),
+            step(.send, reestablish(0xa1), playing: .a), step(.send, reestablish(0xb2), playing: .a),
+            step(.expect, reestablish(0xa1), playing: .a), step(.expect, reestablish(0xb2), playing: .a),
+            step(.expect, shutdown(0xb2), playing: .a),
+            step(.close, [], playing: .a),
+        ])
+    }
+
+    @Test("protocol: two channels' messages may interleave differently; each channel keeps its order")
+    func channels() {
+        var runner = ReplayRunner(segment: twoChannels(), segmentIndex: 0, firstStepNumber: 1, options: options(.a))
+        var all = outcomes(runner.start(now: 0))
+        all += outcomes(runner.received(initMessage, now: 1))
+        all += outcomes(runner.received(reestablish(0xb2), now: 2))   // channel b2 before a1
+        all += outcomes(runner.received(reestablish(0xa1), now: 3))
+        all += outcomes(runner.received(shutdown(0xb2), now: 4))
+        #expect(all.map(\.result) == [.sent, .matched, .sent, .sent, .reordered, .matched, .matched, .closed])
+        #expect(all[4].step == 6 && all[4].detail == "recorded at step 6 after other channels' messages, came at step 5")
+        #expect(!all.contains { $0.isDivergence })
+
+        // Within one channel the recorded order holds: b2's shutdown cannot overtake its reestablish.
+        var inOrder = ReplayRunner(segment: twoChannels(), segmentIndex: 0, firstStepNumber: 1, options: options(.a))
+        _ = inOrder.start(now: 0)
+        _ = inOrder.received(initMessage, now: 1)
+        #expect(outcomes(inOrder.received(shutdown(0xb2), now: 2)).map(\.result) == [.unexpected])
+
+        // Strict order takes the first message of the awaited type, whatever its channel.
+        var strict = ReplayRunner(segment: twoChannels(), segmentIndex: 0, firstStepNumber: 1,
+                                  options: options(.a, mode: .fields, order: .strict))
+        _ = strict.start(now: 0)
+        _ = strict.received(initMessage, now: 1)
+        let first = outcomes(strict.received(reestablish(0xb2), now: 2))
+        #expect(first.map(\.result) == [.diverged] && first[0].differences.map(\.field) == ["channel_id"])
+    }
+
     @Test("a channel message is never reordered")
     func channelMessages() {
         var runner = ReplayRunner(segment: steps(), segmentIndex: 0, firstStepNumber: 1, options: options(.a))

@@ -60,7 +60,8 @@ def test_fresh_ids_match_with_binding_and_diverge_without(tmp_path, version, sid
     sent_with_live_id = first_id_bearing_send(report, verdict["bindings"])
     assert "with the live node's channel id" in sent_with_live_id["detail"]
 
-    code, off, live_off = play(path, tmp_path / "keys", ["--timing", "fast", "--timeout", "3000", "--no-bind"], node_args)
+    off_option = ["--bind", "off"] if side == "a" else ["--no-bind"]   # the two spellings
+    code, off, live_off = play(path, tmp_path / "keys", ["--timing", "fast", "--timeout", "3000", *off_option], node_args)
     verdict_off = off[-1]
     assert code == 1 and verdict_off["verdict"] == "diverged", off[-3:]
     assert verdict_off["bindings"] == []
@@ -95,5 +96,6 @@ def test_peer_storage_at_a_random_point_matches_20_of_20(tmp_path):
                                           ["--peer-storage"])
         if code == 1:
             diverged += 1
-            assert any(l["result"] == "unexpected" and l.get("name") == "peer_storage" for l in results(report)), report[-4:]
+            # Either peer_storage came while another message was awaited, or the reverse.
+            assert "peer_storage" in report[-1]["first_divergence"], report[-1]
     assert diverged >= 3, diverged
