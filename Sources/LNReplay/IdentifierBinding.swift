@@ -31,18 +31,23 @@ public struct IdentifierBinding: Sendable {
     /// Every pair learned, in the order learned.
     public private(set) var pairs: [Pair] = []
     private var byRecorded: [ChannelID: ChannelID] = [:]
+    private var byLive: [ChannelID: ChannelID] = [:]
 
     public init() {}
 
     /// The live id for a recorded one, if bound.
     public func live(for recorded: ChannelID) -> ChannelID? { byRecorded[recorded] }
 
-    /// Binds `recorded` to `live` unless either is zero, they are equal, or `recorded` is already
-    /// bound; returns the new pair.
+    /// The recorded id for a live one, if bound.
+    public func recorded(for live: ChannelID) -> ChannelID? { byLive[live] }
+
+    /// Binds `recorded` to `live` unless either is zero, they are equal, or either is already
+    /// bound (one live channel stands for one recorded channel); returns the new pair.
     @discardableResult
     public mutating func bind(_ kind: Kind, recorded: ChannelID, live: ChannelID) -> Pair? {
-        guard recorded != live, !recorded.isZero, !live.isZero, byRecorded[recorded] == nil else { return nil }
+        guard recorded != live, !recorded.isZero, !live.isZero, byRecorded[recorded] == nil, byLive[live] == nil else { return nil }
         byRecorded[recorded] = live
+        byLive[live] = recorded
         let pair = Pair(kind: kind, recorded: recorded, live: live)
         pairs.append(pair)
         return pair

@@ -45,8 +45,9 @@ public enum ReplayTiming: Sendable, Equatable, CustomStringConvertible {
 public enum ReplayOrder: String, Sendable, CaseIterable {
     /// Only where the protocol orders: connection-level messages a node sends on its own schedule
     /// (peer storage, gossip and gossip queries, pings, `warning` for the whole connection) are
-    /// matched within a window of steps wherever they arrive, and reported `reordered`; every
-    /// other message keeps its recorded order.
+    /// matched within a window of steps wherever they arrive, and reported `reordered`; messages
+    /// of one channel keep their recorded order, but two channels' messages may interleave
+    /// differently; messages of the whole connection keep their place among all others.
     case `protocol`
     /// Every message of the live node in exactly the recorded order.
     case strict
@@ -121,7 +122,8 @@ public struct StepOutcome: Sendable, Equatable {
         case closed
         /// Steps the replay did not get to, after it stopped.
         case notRun = "not-run"
-        /// A connection-level message came, as recorded, but at another point (`--order protocol`).
+        /// A message came as recorded but at another point, where the protocol does not order it
+        /// (`--order protocol`: a connection-level message, or another channel's message).
         case reordered
         /// lnrr learned what the live node calls a recorded identifier (`binding` says which).
         case bound
@@ -465,7 +467,7 @@ public struct ReplayRunner {
     /// The recorded channel number of a live message: through the binding, or its id as it is.
     private func channelNumber(of inbound: Inbound) -> Int? {
         guard let live = inbound.observation.channel, !live.isZero else { return nil }
-        return channelNumbers[binding.pairs.first { $0.live == live }?.recorded ?? live]
+        return channelNumbers[binding.recorded(for: live) ?? live]
     }
 
     /// Under `protocol` order, whether a live message belongs to a known channel other than step

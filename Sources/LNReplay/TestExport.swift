@@ -71,8 +71,7 @@ public enum TestExport {
             for step in segment.steps {
                 defer { number += 1 }
                 let name = step.type.map(describeType) ?? (step.kind == .close ? "(close)" : "(the live node closes)")
-                if let type = step.type, !step.bytes.isEmpty {
-                    _ = type
+                if step.type != nil {
                     let seen = phases.observe(step.bytes, direction: step.direction)
                     for change in seen.changes { out += "        # phase \(change.description)\n" }
                 }
