@@ -195,9 +195,11 @@ public struct ReplayRunner {
     public private(set) var isFinished = false
 
     private var engine: RuleEngine?
-    /// The phases of the live traffic (what lnrr sent, what the live node sent): rules see these.
     private var phases = PhaseTracker()
-    /// The phases of the recorded messages of the steps done so far: with `phases`, where the
+    /// The phases of the live traffic (what lnrr sent, what the live node sent), kept for the
+    /// binding and the channel order whether or not rules run.
+    private var livePhases = PhaseTracker()
+    /// The phases of the recorded messages of the steps done so far: with `livePhases`, where the
     /// recorded and the live channel got their final ids.
     private var recordedPhases = PhaseTracker()
     /// Recorded identifiers and their live counterparts (carried over from earlier segments).
@@ -212,7 +214,7 @@ public struct ReplayRunner {
     /// The channel number of each recorded id.
     private let channelNumbers: [ChannelID: Int]
     /// A rule decided about the next send and asked for a delay: the decision waits with it.
-    private var pendingDecision: (decision: RuleDecision, bytes: [UInt8], until: UInt64)?
+    private var pendingDecision: (decision: RuleDecision, until: UInt64)?
 
     public init(segment: ReplaySegment, segmentIndex: Int, firstStepNumber: Int, options: ReplayOptions,
                 binding: IdentifierBinding = IdentifierBinding()) {
@@ -250,10 +252,10 @@ public struct ReplayRunner {
             if type == 18, let pong = WireMessage.pong(answering: bytes) { actions.append(.send(pong)) }
             return actions
         }
-        let observation = phases.observe(bytes, direction: options.side.receiving)
+        let observation = livePhases.observe(bytes, direction: options.side.receiving)
         var message = bytes
         if engine != nil {
-            let decision = decide(bytes, direction: options.side.receiving, observation: observation)
+            let decision = decide(bytes, direction: options.side.receiving)
             for (injected, direction) in decision.injectBefore + decision.injectAfter {
                 inject(injected, direction, now, &actions)
             }
@@ -574,50 +576,64 @@ public struct ReplayRunner {
         return anchorReal + options.timing.wait(forRecordedGap: gap)
     }
 
-    /// Sends a step's message (with the live identifiers) through the replay rules; false when the
-    /// step must wait (a delay).
-    private mutating func send(_ step: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
+    /// The step as lnrr sends it: with binding on, the live node's ids in place of the recorded
+    /// ones (and a note saying so). The first time a step is sent (not again after a rule's
+    /// delay), both phase trackers see it, and a channel renamed in both is bound.
+    private mutating func bound(_ recorded: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> ReplayStep {
+        var step = recorded
+        if options.bind {
+            step.bytes = binding.rewrite(recorded.bytes)
+            if step.bytes != recorded.bytes {
+                step.note = [recorded.note, "with the live node's channel id"].compactMap { $0 }.joined(separator: "; ")
+            }
+        }
+        guard pendingDecision == nil else { return step }
+        let live = livePhases.observe(step.bytes, direction: step.direction)
+        let original = recordedPhases.observe(recorded.bytes, direction: recorded.direction)
+        if options.bind {
+            reportBindings(binding.learn(recorded: original, live: live), step.direction, now, &actions)
+        }
+        return step
+    }
+
+    /// Sends a step's message through the replay rules; false when the step must wait (a delay).
+    /// With binding on, the message carries the live node's identifiers (`bound(_:now:)`).
+    private mutating func send(_ recorded: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
+        let step = bound(recorded, now: now, &actions)
+        guard engine != nil else {
+            actions.append(.send(step.bytes))
+            report(.sent, step.direction, step.bytes, step, now, step.note, &actions)
+            return true
+        }
         let decision: RuleDecision
-        let bytes: [UInt8]
         if let pending = pendingDecision {
             guard now >= pending.until else {
                 actions.append(.wake(atNanos: pending.until))
                 return false
             }
-            (decision, bytes) = (pending.decision, pending.bytes)
+            decision = pending.decision
             pendingDecision = nil
         } else {
-            bytes = options.bind ? binding.rewrite(step.bytes) : step.bytes
-            let observation = phases.observe(bytes, direction: step.direction)
-            let recordedObservation = recordedPhases.observe(step.bytes, direction: step.direction)
-            if options.bind {
-                reportBindings(binding.learn(recorded: recordedObservation, live: observation), step.direction, now, &actions)
-            }
-            guard engine != nil else {
-                actions.append(.send(bytes))
-                report(.sent, step.direction, bytes, step, now, note(step, bytes, []), &actions)
-                return true
-            }
-            decision = decide(bytes, direction: step.direction, observation: observation)
+            decision = decide(step.bytes, direction: step.direction)
             if decision.delayMilliseconds > 0 {
-                pendingDecision = (decision, bytes, now + UInt64(decision.delayMilliseconds) * 1_000_000)
+                pendingDecision = (decision, now + UInt64(decision.delayMilliseconds) * 1_000_000)
                 actions.append(.wake(atNanos: pendingDecision!.until))
                 return false
             }
         }
-        let note = note(step, bytes, decision.annotations)
+        let note = ([step.note].compactMap { $0 } + decision.annotations).joined(separator: "; ")
         for (message, direction) in decision.injectBefore { inject(message, direction, now, &actions) }
         if decision.disconnect == .before || decision.disconnect == .blackhole {
-            report(.dropped, step.direction, bytes, step, now, note, &actions)
+            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
             next += 1
             halt(decision.disconnect!, now, &actions)
             return false
         }
         if let forward = decision.forward {
             for _ in 0..<decision.copies { actions.append(.send(forward)) }
-            report(.sent, step.direction, forward, step, now, note, &actions)
+            report(.sent, step.direction, forward, step, now, note.isEmpty ? nil : note, &actions)
         } else {
-            report(.dropped, step.direction, bytes, step, now, note, &actions)
+            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
         }
         for (message, direction) in decision.injectAfter { inject(message, direction, now, &actions) }
         if let kind = decision.disconnect, kind != .drop {
@@ -628,13 +644,8 @@ public struct ReplayRunner {
         return true
     }
 
-    /// The detail of a sent step: its recorded note, the live identifiers used, the rules' words.
-    private func note(_ step: ReplayStep, _ sent: [UInt8], _ annotations: [String]) -> String? {
-        let parts = [step.note, sent == step.bytes ? nil : "with the live node's channel id"].compactMap { $0 } + annotations
-        return parts.isEmpty ? nil : parts.joined(separator: "; ")
-    }
-
-    private mutating func decide(_ bytes: [UInt8], direction: Direction, observation: PhaseObservation) -> RuleDecision {
+    private mutating func decide(_ bytes: [UInt8], direction: Direction) -> RuleDecision {
+        let observation = phases.observe(bytes, direction: direction)
         guard let type = WireMessage.type(bytes), engine!.mayApply(to: type) else { return .forward(bytes) }
         let context = MessageContext(direction: direction, bytes: bytes, phaseBefore: observation.before, phaseAfter: observation.after,
                                      changes: observation.changes.map { ($0.from, $0.to) },
@@ -650,6 +661,7 @@ public struct ReplayRunner {
         }
         // Injections are part of the replayed traffic: the phases see them as the node will.
         _ = phases.observe(message, direction: direction)
+        _ = livePhases.observe(message, direction: direction)
         actions.append(.send(message))
         report(.injected, direction, message, nil, now, "by a replay rule", &actions)
     }
