@@ -42,8 +42,11 @@ public enum TestExport {
             Types \(ignore.ranges.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")) \
             are neither sent nor expected (pings are answered). Connection-level messages the node sends on \
             its own schedule (peer storage, gossip, ping/pong, warning to the whole connection) are matched \
-            by type wherever they come in their session; everything else in the recorded order. The \
-            recorded channel ids are sent as they are: start the live node deterministically \
+            by type wherever they come in their session; everything else in the recorded order. As \
+            in `lnrr replay`, the live node's temporary_channel_id and channel_id (v1 from the \
+            funding outpoint, v2 from the revocation basepoints) are learned and used in place of \
+            the recorded ones (LNRR_BIND=off sends the recorded ids); signatures cannot adapt, so \
+            for more than `type` matching start the live node deterministically \
             (docs/reproducing-bugs.md).
 
             The live node, by environment variable or, with this file loaded as a plugin
@@ -52,6 +55,7 @@ public enum TestExport {
               LNRR_LISTEN=HOST:PORT          --lnrr-listen   let the live node dial in
               LNRR_KEY=FILE                  --lnrr-key      the played node's secret (64 hex digits)
               LNRR_TIMEOUT=SECONDS           --lnrr-timeout  wait for each expected message (default 10)
+              LNRR_BIND=on|off               --lnrr-bind     use the live node's channel ids (default on)
             \"\"\"
 
             """
@@ -61,6 +65,11 @@ public enum TestExport {
         out += "IGNORED_FIELDS = {" + ignoredFields.map(pythonString).joined(separator: ", ") + "}\n"
         out += "IGNORED_TYPES = [" + ignore.ranges.map { "(\($0.lowerBound), \($0.upperBound))" }.joined(separator: ", ") + "]\n"
         let used = Set(segments.flatMap { $0.steps.compactMap(\.type) })
+        out += "# Where each message type carries a channel id (offsets count the 2-byte type), from the BOLT CSVs.\n"
+        out += "ID_SLOTS = {" + used.sorted().compactMap { type -> String? in
+            let slots = IdentifierBinding.slots(of: type)
+            return slots.isEmpty ? nil : "\(type): [" + slots.map { "\($0.offset)" }.joined(separator: ", ") + "]"
+        }.joined(separator: ", ") + "}\n"
         out += "# The BOLT CSV rows of the messages this test decodes (pyln-proto's MessageNamespace reads them).\n"
         out += "CSV = \"\"\"\n" + csvRows(for: used).joined(separator: "\n") + "\n\"\"\"\n\n"
         out += "# One list per recorded connection: (kind, step, direction, name, hex).\nSESSIONS = [\n"
@@ -182,6 +191,7 @@ public enum TestExport {
 /// The part of every exported pytest that does the work; the data (SESSIONS, ...) follows it.
 private let pytestRuntime = #"""
 import collections
+import hashlib
 import io
 import os
 import socket
@@ -198,6 +208,7 @@ def pytest_addoption(parser):
     group.addoption("--lnrr-listen", metavar="HOST:PORT", help="let the live node dial in")
     group.addoption("--lnrr-key", metavar="FILE", help="the played node's secret, 64 hex digits")
     group.addoption("--lnrr-timeout", metavar="SECONDS", help="wait for each expected message (default 10)")
+    group.addoption("--lnrr-bind", metavar="on|off", help="use the live node's channel ids (default on)")
 
 
 def setting(config, name, default=None):
@@ -284,6 +295,50 @@ def difference(expected, got):
 TIMED_OUT = object()
 
 
+class Binding:
+    """The live node's channel ids for the recorded ones, learned as `lnrr replay --bind` learns them:
+    a temporary_channel_id from the open_channel(2) the live node sent; a channel_id from the funding
+    outpoint in funding_created (v1) or from both revocation basepoints (v2, SHA-256 of the lesser
+    then the greater)."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.ids = {}
+        self.basepoints = {}
+
+    def bind(self, recorded, live):
+        if self.enabled and recorded != live and recorded not in self.ids and any(recorded) and any(live):
+            self.ids[recorded] = live
+
+    def rewrite(self, message):
+        out = bytearray(message)
+        for offset in ID_SLOTS.get(message_type(message), ()):
+            live = self.ids.get(bytes(message[offset:offset + 32]))
+            if live is not None:
+                out[offset:offset + 32] = live
+        return bytes(out)
+
+    @staticmethod
+    def v1(funding_created):
+        txid, index = funding_created[34:66], funding_created[66:68]
+        return txid[:30] + bytes(a ^ b for a, b in zip(txid[30:], index))
+
+    def observe(self, recorded, live):
+        """One step's recorded message and the live one (same type)."""
+        t = message_type(recorded)
+        if t in (32, 64) and len(recorded) >= 66 and len(live) >= 66:
+            self.bind(recorded[34:66], live[34:66])
+        if t == 34 and len(recorded) >= 68 and len(live) >= 68:
+            self.bind(self.v1(recorded), self.v1(live))
+        if t in (64, 65):
+            offset = 2 + 145 if t == 64 else 2 + 105
+            self.basepoints[t] = (recorded[offset:offset + 33], live[offset:offset + 33])
+            if 64 in self.basepoints and 65 in self.basepoints:
+                (ro, lo), (ra, la) = self.basepoints[64], self.basepoints[65]
+                self.bind(hashlib.sha256(min(ro, ra) + max(ro, ra)).digest(),
+                          hashlib.sha256(min(lo, la) + max(lo, la)).digest())
+
+
 class LiveNode:
     """One BOLT 8 connection to the live node."""
 
@@ -343,7 +398,7 @@ class LiveNode:
         self.conn.connection.close()
 
 
-def play(node, steps):
+def play(node, steps, binding):
     # Connection-level messages still to come in this session, by type: taken wherever they arrive.
     floating = collections.Counter(message_type(bytes.fromhex(h)) for kind, _, _, _, h in steps
                                    if kind == "expect" and connection_scheduled(bytes.fromhex(h)))
@@ -361,8 +416,10 @@ def play(node, steps):
     for kind, step, direction, name, hexmsg in steps:
         message = bytes.fromhex(hexmsg)
         if kind == "send":
+            live = binding.rewrite(message)
+            binding.observe(message, live)
             try:
-                node.send(message)
+                node.send(live)
             except OSError as e:
                 pytest.fail(f"step {step}: {direction} {name} could not be sent: {e}")
         elif kind == "expect":
@@ -371,7 +428,9 @@ def play(node, steps):
             got = next_message(step, name)
             if got is None:
                 pytest.fail(f"step {step}: the live node closed the connection instead of sending {name}")
-            problem = difference(message, got)
+            if message_type(got) == message_type(message):
+                binding.observe(message, got)
+            problem = difference(binding.rewrite(message), got)
             if problem:
                 pytest.fail(f"step {step}: {direction} {name}: {problem}")
         elif kind == "expect_close":
@@ -386,10 +445,12 @@ def play(node, steps):
 
 
 def test_live_node_behaves_as_recorded(pytestconfig):
+    # One binding for all sessions: a reconnect re-establishes the same channels.
+    binding = Binding(setting(pytestconfig, "bind", "on") != "off")
     for steps in SESSIONS:
         node = LiveNode(pytestconfig)
         try:
-            play(node, steps)
+            play(node, steps, binding)
         finally:
             node.close()
 

@@ -51,7 +51,7 @@ def run_generated(test_file, env, *args):
                           capture_output=True, text=True, timeout=120, env={**os.environ, **env}, cwd=test_file.parent)
 
 
-def against_fundee(test_file, keydir, ids, *node_args, via_options=False):
+def against_fundee(test_file, keydir, ids, *node_args, via_options=False, env=()):
     fundee = scenario.start_node("fundee", keydir / "b.key", "--listen", "127.0.0.1:0", *node_args)
     port = scenario.first_line(fundee)["port"]
     target, key = f"{ids['b']}@127.0.0.1:{port}", str(keydir / "a.key")
@@ -59,7 +59,7 @@ def against_fundee(test_file, keydir, ids, *node_args, via_options=False):
         r = run_generated(test_file, {"PYTHONPATH": str(test_file.parent)}, "-p", test_file.stem,
                           "--lnrr-connect", target, "--lnrr-key", key, "--lnrr-timeout", "2")
     else:
-        r = run_generated(test_file, {"LNRR_CONNECT": target, "LNRR_KEY": key, "LNRR_TIMEOUT": "2"})
+        r = run_generated(test_file, {"LNRR_CONNECT": target, "LNRR_KEY": key, "LNRR_TIMEOUT": "2", **dict(env)})
     if fundee.poll() is None:
         fundee.terminate()
     return r, scenario.finish(fundee)
@@ -103,20 +103,50 @@ def test_options_instead_of_environment_and_a_clear_error_without_either(lnrr, r
     assert r.returncode == 1 and "set one of LNRR_CONNECT" in r.stdout
 
 
+def as_b_against_funder(test_file, keydir, ids, *node_args, env=()):
+    port = free_port()
+    test = subprocess.Popen([sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=test_file.parent,
+                            env={**os.environ, "LNRR_LISTEN": f"127.0.0.1:{port}", "LNRR_KEY": str(keydir / "b.key"),
+                                 "LNRR_TIMEOUT": "3", **dict(env)})
+    wait_until_bound(port)
+    funder = scenario.start_node("funder", keydir / "a.key", "--connect", f"{ids['b']}@127.0.0.1:{port}",
+                                 "--counter-delay", "0.05", *node_args)
+    a = scenario.finish(funder)
+    stdout, stderr = test.communicate(timeout=120)
+    return test.returncode, stdout + stderr, a
+
+
 def test_playing_b_listens_for_the_live_funder(lnrr, recording, tmp_path):
     path, keydir, ids = recording
     out = tmp_path / "test_fundee.py"
     run(lnrr, "export", path, "--as", "b", "--match", "fields", "-o", out)
-    port = free_port()
-    test = subprocess.Popen([sys.executable, "-m", "pytest", str(out), "-q", "-p", "no:cacheprovider"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "LNRR_LISTEN": f"127.0.0.1:{port}", "LNRR_KEY": str(keydir / "b.key")})
-    wait_until_bound(port)
-    funder = scenario.start_node("funder", keydir / "a.key", "--connect", f"{ids['b']}@127.0.0.1:{port}", "--counter-delay", "0.05")
-    a = scenario.finish(funder)
-    stdout, stderr = test.communicate(timeout=120)
-    assert test.returncode == 0, stdout[-3000:] + stderr[-2000:]
+    code, output, a = as_b_against_funder(out, keydir, ids)
+    assert code == 0, output[-3000:]
     assert a["end"]["result"] == "error received: closingd: unexpected message 32769", a
+
+
+@pytest.mark.parametrize("version, side", [("v1", "b"), ("v2", "a")])
+def test_exported_test_binds_the_live_nodes_channel_ids(lnrr, tmp_path, version, side):
+    node_args = ["--fresh-ids", "--open", version]
+    result = scenario.record(tmp_path / "rec", tmp_path / "keys", rules_text=None, node_args=[*node_args, "--counter-delay", "0.05"])
+    keydir, ids = tmp_path / "keys", result["keys"]
+    out = tmp_path / f"test_fresh_{version}_{side}.py"
+    run(lnrr, "export", result["recording"], "--as", side, "-o", out)
+    for bind in ["on", "off"]:
+        if side == "b":
+            code, output, live = as_b_against_funder(out, keydir, ids, *node_args, env={"LNRR_BIND": bind})
+        else:
+            r, live = against_fundee(out, keydir, ids, *node_args, env={"LNRR_BIND": bind})
+            code, output = r.returncode, r.stdout + r.stderr
+        if bind == "on":
+            assert code == 0, output[-3000:]
+            assert live["end"]["result"] == "closed", live
+        else:
+            # The live node refuses the first message naming the recorded channel; the test fails
+            # at the step after it (accept_channel is step 4 playing b; tx_complete step 5 playing a).
+            assert code == 1 and live["end"]["result"].startswith("unknown channel"), (output[-2000:], live)
+            assert f"step {5 if side == 'b' else 6}: " in output, output[-3000:]
 
 
 def test_usage_errors(lnrr, recording, tmp_path):

@@ -21,8 +21,10 @@ struct ExportCommand: ParsableCommand {
             LNRR_TIMEOUT=SECONDS; or by the same names as pytest options (--lnrr-connect ...) when \
             the file is loaded as a plugin with -p.
 
-            The recorded channel ids are sent as they are (no binding, unlike replay): the live node \
-            must be started deterministically (docs/reproducing-bugs.md).
+            Like replay, the test learns the live node's temporary_channel_id and channel_id and \
+            sends them in place of the recorded ones (LNRR_BIND=off: the recorded ids). Signatures \
+            cannot adapt: for --match fields or exact, start the live node deterministically \
+            (docs/reproducing-bugs.md).
 
             Examples:
               lnrr export rec.pcapng --as a --format pytest -o test_handover.py
@@ -84,7 +86,7 @@ struct ExportCommand: ParsableCommand {
         do {
             try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
         } catch {
-            throw CLIError("cannot write \(output): \(error.localizedDescription)", code: .failure)
+            throw CLIError("cannot write \(output): \(error.localizedDescription)")
         }
         let steps = segments.reduce(0) { $0 + $1.steps.count }
         Terminal.standardError.write("wrote \(output): \(steps) steps from \(segments.count) recording\(segments.count == 1 ? "" : "s"), playing \(side.rawValue)")
