@@ -399,11 +399,13 @@ class LiveNode:
 
 
 def play(node, steps, binding):
+    __tracebackhide__ = True  # a failure names its step; the data around it is noise
     # Connection-level messages still to come in this session, by type: taken wherever they arrive.
     floating = collections.Counter(message_type(bytes.fromhex(h)) for kind, _, _, _, h in steps
                                    if kind == "expect" and connection_scheduled(bytes.fromhex(h)))
 
     def next_message(step, what):
+        __tracebackhide__ = True
         while True:
             got = node.receive()
             if got is TIMED_OUT:
@@ -445,6 +447,7 @@ def play(node, steps, binding):
 
 
 def test_live_node_behaves_as_recorded(pytestconfig):
+    __tracebackhide__ = True
     # One binding for all sessions: a reconnect re-establishes the same channels.
     binding = Binding(setting(pytestconfig, "bind", "on") != "off")
     for steps in SESSIONS:
