@@ -192,7 +192,10 @@ public final class ProxyServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: context.configuration.writeBufferWaterMark)
             .childChannelInitializer { channel in
-                let session = ProxySession(id: context.registry.nextID(), route: route, eventLoop: channel.eventLoop, context: context)
+                // Port 0 binds an ephemeral port: sessions (and their recordings) name the real one.
+                var bound = route
+                if bound.listen.port == 0, let port = channel.localAddress?.port { bound.listen.port = port }
+                let session = ProxySession(id: context.registry.nextID(), route: bound, eventLoop: channel.eventLoop, context: context)
                 context.registry.add(session)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([

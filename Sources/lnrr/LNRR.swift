@@ -49,6 +49,10 @@ enum LNRRVersion {
 @main
 enum Main {
     static func main() async {
+        if let error = CommandWords.check(Array(CommandLine.arguments.dropFirst()), root: LNRR.self) {
+            Terminal.standardError.write(error.message)
+            Foundation.exit(error.code.rawValue)
+        }
         do {
             var command = try LNRR.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

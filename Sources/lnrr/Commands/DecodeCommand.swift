@@ -20,7 +20,8 @@ struct DecodeCommand: ParsableCommand {
 
             Examples:
               lnrr decode 00120004000200aa00bb
-              lnrr decode --json 0010000000000000
+              lnrr decode --json 001000000000
+              echo 00120004000200aa00bb | lnrr decode
             """
     )
 

@@ -62,6 +62,7 @@ struct DemoCommand: AsyncParsableCommand {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         let bPort = bServer.localAddress?.port ?? 0
+        let bAddress = bServer.localAddress?.hostPortDescription ?? "127.0.0.1:\(bPort)"
 
         // The proxy in front of b, holding both keys: a transparent session.
         let route = ProxyRoute(listen: try HostPort(parsing: "127.0.0.1:0"),
@@ -69,7 +70,8 @@ struct DemoCommand: AsyncParsableCommand {
         let proxy = try ProxyServer(
             configuration: ProxyConfiguration(routes: [route], recordingDirectory: out, lnrrVersion: LNRRVersion.string),
             keyring: Keyring([a, b], source: "demo"), proxyIdentity: NodeSecret.random(), group: group, logger: logger)
-        let proxyPort = try await proxy.start().first?.port ?? 0
+        let proxyAddress = try await proxy.start().first
+        let proxyPort = proxyAddress?.port ?? 0
 
         // Node a: dials the proxy as if it were b, sends pings and custom messages, leaves after the echoes.
         let aDone = group.next().makePromise(of: String?.self)
@@ -100,7 +102,9 @@ struct DemoCommand: AsyncParsableCommand {
         if let aFailure { throw CLIError("demo: node a failed: \(aFailure)", code: .failure) }
 
         guard let path = proxy.finishedRecordings.last else { throw CLIError("demo: no recording was written in \(out)", code: .failure) }
-        Terminal.standardOutput.write(Terminal.paint("a = \(a.nodeID.hex)\nb = \(b.nodeID.hex)\n", .dim))
+        let proxyText = proxyAddress?.hostPortDescription ?? "127.0.0.1:\(proxyPort)"
+        Terminal.standardOutput.write(Terminal.paint("a = \(a.nodeID.hex)  dialled the proxy at \(proxyText)\n"
+                                                     + "b = \(b.nodeID.hex)  listened on \(bAddress)\n", .dim))
         try ShowCommand.render(path: path, options: ShowOptions())
         Terminal.standardOutput.write("\nrecording: \(path)")
         Terminal.standardOutput.write(Terminal.paint("next: lnrr show \(path)   |   lnrr list \(out)   |   tshark -r \(path)", .dim))

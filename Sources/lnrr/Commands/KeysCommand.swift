@@ -19,7 +19,7 @@ struct KeysCommand: ParsableCommand {
     struct New: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a fresh node key to FILE (mode 0600) and print its node id.",
-            discussion: "Refuses to overwrite an existing file.\n\nExample: lnrr keys new --out keys/alice.key"
+            discussion: "Refuses to overwrite an existing file. Creates the file's folder, owner-only (0700), when it is missing.\n\nExample: lnrr keys new --out keys/alice.key"
         )
 
         @Option(name: .long, help: ArgumentHelp("Where to write the key.", valueName: "FILE"))
@@ -30,6 +30,8 @@ struct KeysCommand: ParsableCommand {
 
         func run() throws {
             let secret = NodeSecret.random()
+            let folder = (out as NSString).deletingLastPathComponent
+            if !folder.isEmpty { try FileProblem.makeFolder(folder) }
             do {
                 try KeyFile.write(secret, to: out)
             } catch {

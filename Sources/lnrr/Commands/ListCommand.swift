@@ -11,7 +11,7 @@ struct ListCommand: AsyncParsableCommand {
         discussion: """
             Columns: start time (UTC), short node ids of a and b, messages a->b and b->a, duration, \
             how the session ended (the close event's reason, or `open` while it runs / if lnrr was \
-            killed), the last phase reached, and the file name.
+            killed), the last phase reached, and the file name. A header row names them.
 
             Examples:
               lnrr list
@@ -43,9 +43,10 @@ struct ListCommand: AsyncParsableCommand {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".pcapng") }.sorted()
         } catch {
-            throw CLIError("cannot read \(directory): \(error.localizedDescription)")
+            throw FileProblem.cannotRead(directory, error)
         }
         var anyProblem = false
+        if !json && !names.isEmpty { Terminal.standardOutput.write(Terminal.paint(Self.header, .dim)) }
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
             guard let summary = try? Self.summarize(path) else {
@@ -107,7 +108,31 @@ struct ListCommand: AsyncParsableCommand {
         } else {
             let started = String((s.metadata?.started ?? SessionMetadata.rfc3339(nanos: start)).prefix(19)).replacingOccurrences(of: "T", with: " ")
             let ended = s.ended == "eof" || s.ended == "shutdown" ? s.ended : Terminal.paint(s.ended, .red)
-            Terminal.standardOutput.write("\(started)  \(a) -> \(b)  \(String(s.aToB).leftPadded(7)) a->b \(String(s.bToA).leftPadded(7)) b->a  \(String(format: "%9.3fs", duration))  \(ended.rightPadded(20))  \(s.phase.rawValue.rightPadded(8))  \(name)")
+            Terminal.standardOutput.write(Self.row([started, a, b, String(s.aToB), String(s.bToA), String(format: "%.3fs", duration),
+                                                    ended, s.phase.rawValue, name]))
         }
+    }
+
+    /// Column widths and alignment of the text listing; the header uses the same ones.
+    private static let columns: [(width: Int, right: Bool)] = [(19, false), (8, false), (8, false), (7, true), (7, true),
+                                                                (10, true), (20, false), (8, false), (0, false)]
+
+    static let header = row(["started (UTC)", "a", "b", "a->b", "b->a", "duration", "ended", "phase", "file"])
+
+    static func row(_ cells: [String]) -> String {
+        zip(cells, columns).map { cell, column in
+            // Colour codes take no room on screen: pad by the visible text.
+            let visible = cell.replacingOccurrences(of: "\u{1B}\\[[0-9;]*m", with: "", options: .regularExpression).count
+            let pad = String(repeating: " ", count: max(0, column.width - visible))
+            return column.right ? pad + cell : cell + pad
+        }.joined(separator: "  ").trimmingTrailingSpaces()
+    }
+}
+
+private extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = self[...]
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
     }
 }

@@ -20,24 +20,35 @@ struct PeerCommand: AsyncParsableCommand {
 
             Every message in and out is printed as one JSON object per line on stdout:
               {"dir":"in","type":18,"name":"ping","len":6,"hex":"0012..."}
-            The first line is {"event":"connected","node_id":...}; the last {"event":"end",...}.
+            The first line is {"event":"connected","node_id":...}; the last {"event":"end",...}. \
+            With --listen, a {"event":"listening","address":...} line comes first, with the bound \
+            address (port 0 picks a free port).
 
-            With --listen it serves one connection and exits when that connection ends.
+            With --listen it serves one connection and exits when that connection ends. With \
+            --keep-listening it serves every connection that comes, at the same time, until \
+            SIGINT or SIGTERM (exit status 0): each line then carries "conn", the connection's \
+            number from 1, and a connection that fails (a port probe that closes at once) ends \
+            only itself.
 
             Exit status: 0 for a clean run (ended by --exit-after, --idle-timeout or the remote \
             closing after init), 1 when the connection failed, 2 for usage or connection errors.
 
             Examples:
-              lnrr peer --key bob.key --listen 127.0.0.1:9736
-              lnrr peer --key alice.key --connect 02ab...@127.0.0.1:9736 --send 8001cafe --exit-after 2
+              lnrr peer --key keys/bob.key --listen 127.0.0.1:9736 --echo
+              lnrr peer --key keys/alice.key --connect $(lnrr keys id keys/bob.key)@127.0.0.1:9736 \\
+                        --send 8001cafe --exit-after 2
+              lnrr peer --key keys/bob.key --listen 127.0.0.1:9736 --keep-listening --idle-timeout 30s
             """
     )
 
     @Option(name: .long, help: ArgumentHelp("This node's key file.", valueName: "FILE"))
     var key: String
 
-    @Option(name: .long, help: ArgumentHelp("Accept one connection on this address.", valueName: "HOST:PORT"))
+    @Option(name: .long, help: ArgumentHelp("Accept one connection on this address (port 0: any free port).", valueName: "HOST:PORT"))
     var listen: String?
+
+    @Flag(name: .long, help: "With --listen: serve every connection, concurrently, until SIGINT or SIGTERM.")
+    var keepListening = false
 
     @Option(name: .long, help: ArgumentHelp("Dial this node.", valueName: "NODEID@HOST:PORT"))
     var connect: String?
@@ -57,8 +68,8 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Exit after receiving N messages (the remote's init counts).", valueName: "N"))
     var exitAfter: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Exit when nothing arrives for this many seconds.", valueName: "SECONDS"))
-    var idleTimeout: Double?
+    @Option(name: .long, help: ArgumentHelp("End the connection when nothing arrives for this long. \(DurationArgument<Seconds>.helpSuffix)", valueName: "DURATION"))
+    var idleTimeout: DurationArgument<Seconds>?
 
     @Option(name: .long, help: ArgumentHelp("Print at most this many bytes of each message as hex; longer ones get a \"sha256\" of the whole message instead of the full hex.", valueName: "BYTES"))
     var hexLimit: Int?
@@ -71,7 +82,8 @@ struct PeerCommand: AsyncParsableCommand {
             throw ValidationError("give exactly one of --listen HOST:PORT or --connect NODEID@HOST:PORT")
         }
         if let exitAfter, exitAfter < 1 { throw ValidationError("--exit-after must be at least 1") }
-        if let idleTimeout, !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be a positive number of seconds") }
+        if let idleTimeout, idleTimeout.nanoseconds == 0 { throw ValidationError("--idle-timeout must be longer than 0") }
+        if keepListening && listen == nil { throw ValidationError("--keep-listening needs --listen HOST:PORT") }
         if let hexLimit, hexLimit < 0 { throw ValidationError("--hex-limit must be 0 or more") }
     }
 
@@ -83,7 +95,7 @@ struct PeerCommand: AsyncParsableCommand {
             messagesToSend: try messages(),
             echoCustom: echo,
             exitAfter: exitAfter,
-            idleTimeout: idleTimeout.map { .nanoseconds(Int64($0 * 1e9)) }
+            idleTimeout: idleTimeout.map { .nanoseconds(Int64($0.nanoseconds)) }
         )
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
@@ -108,10 +120,12 @@ struct PeerCommand: AsyncParsableCommand {
         let printer = PeerPrinter(hexLimit: hexLimit)
         let outcome = group.next().makePromise(of: String?.self)
         let connections = NIOLockedValueBox(0)
+        let keepListening = self.keepListening
 
         func pipeline(_ channel: Channel, role: BOLT8Handler.Role) -> EventLoopFuture<Void> {
-            // The peer serves exactly one connection; later ones are turned away.
-            guard connections.withLockedValue({ $0 += 1; return $0 }) == 1 else {
+            let number = connections.withLockedValue { $0 += 1; return $0 }
+            // Without --keep-listening the peer serves exactly one connection; later ones are turned away.
+            guard number == 1 || keepListening else {
                 return channel.close()
             }
             return channel.eventLoop.makeCompletedFuture {
@@ -122,8 +136,8 @@ struct PeerCommand: AsyncParsableCommand {
                 }
                 try channel.pipeline.syncOperations.addHandlers([
                     TestPeerHandler(options: options) { event in
-                        printer.print(event)
-                        if case .ended(let failure) = event { outcome.succeed(failure) }
+                        printer.print(event, connection: keepListening ? number : nil)
+                        if case .ended(let failure) = event, !keepListening { outcome.succeed(failure) }
                     },
                 ])
             }
@@ -154,7 +168,12 @@ struct PeerCommand: AsyncParsableCommand {
                 outcome.succeed(nil)
                 throw CLIError(NetworkErrorText.listening(on: address.description, error))
             }
-            printer.listening(on: server.localAddress, nodeID: secret.nodeID)
+            printer.listening(on: server.localAddress, requested: address, nodeID: secret.nodeID)
+            if keepListening {
+                let stop = SignalWaiter(signals: [SIGINT, SIGTERM])
+                _ = await stop.wait()
+                outcome.succeed(nil)
+            }
             let failure = try await outcome.futureResult.get()
             try? await server.close()
             if let failure { throw CLIError("peer: \(failure)", code: .failure) }
@@ -170,7 +189,7 @@ struct PeerCommand: AsyncParsableCommand {
         if let sendFile {
             let text: String
             do { text = try String(contentsOfFile: sendFile, encoding: .utf8) } catch {
-                throw CLIError("cannot read --send-file \(sendFile): \(error.localizedDescription)")
+                throw FileProblem.cannotRead(sendFile, error, what: "--send-file")
             }
             for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -199,21 +218,19 @@ final class PeerPrinter: @unchecked Sendable {
 
     init(hexLimit: Int?) { self.hexLimit = hexLimit }
 
-    func listening(on address: SocketAddress?, nodeID: NodeID) {
-        Terminal.standardOutput.write(JSONLine.object([
-            "event": .string("listening"),
-            "address": .string(address?.hostPortDescription ?? "?"),
-            "node_id": .string(nodeID.hex),
-        ]))
+    func listening(on address: SocketAddress?, requested: HostPort, nodeID: NodeID) {
+        ListeningLine.write(address, requested: requested.description, [("node_id", .string(nodeID.hex))])
     }
 
-    func print(_ event: TestPeerEvent) {
+    /// Prints one event; `connection` (with --keep-listening) numbers the connection it belongs to.
+    func print(_ event: TestPeerEvent, connection: Int? = nil) {
+        let conn: [(String, JSONLine.Value)] = connection.map { [("conn", .int($0))] } ?? []
         switch event {
         case .connected(let remote):
-            Terminal.standardOutput.write(JSONLine.object(["event": .string("connected"), "node_id": .string(remote.hex)]))
+            Terminal.standardOutput.write(JSONLine.render(.object([("event", .string("connected")), ("node_id", .string(remote.hex))] + conn)))
         case .message(let incoming, let bytes):
             let type = bytes.count >= 2 ? Int(bytes[0]) << 8 | Int(bytes[1]) : -1
-            var pairs: [(String, JSONLine.Value)] = [
+            var pairs: [(String, JSONLine.Value)] = conn + [
                 ("dir", .string(incoming ? "in" : "out")),
                 ("type", .int(type)),
                 ("name", .string(type >= 0 ? MessageCatalogue.displayName(of: UInt16(type)) : "runt")),
@@ -227,7 +244,7 @@ final class PeerPrinter: @unchecked Sendable {
             }
             Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
         case .ended(let failure):
-            var pairs: [(String, JSONLine.Value)] = [("event", .string("end")), ("ok", .bool(failure == nil))]
+            var pairs: [(String, JSONLine.Value)] = [("event", .string("end"))] + conn + [("ok", .bool(failure == nil))]
             if let failure { pairs.append(("error", .string(failure))) }
             Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
         }

@@ -72,8 +72,8 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Run CMD (via /bin/sh) for each custom message, either direction, with {\"peer_id\",\"direction\",\"payload\"} on stdin; it answers {\"result\":\"continue\"}, {\"result\":\"drop\"} or {\"result\":\"replace\",\"payload\":HEX}. Order per direction is kept.", valueName: "CMD"))
     var custommsgHook: String?
 
-    @Option(name: .long, help: ArgumentHelp("How long the hook may take before the message continues anyway.", valueName: "MS"))
-    var hookTimeout: Int = 5000
+    @Option(name: .long, help: ArgumentHelp("How long the hook may take before the message continues anyway. \(DurationArgument<Milliseconds>.helpSuffix)", valueName: "DURATION"))
+    var hookTimeout = DurationArgument<Milliseconds>(5000)
 
     @Flag(name: .long, help: "Accept key files that group or others can read.")
     var insecureKeys = false
@@ -107,8 +107,8 @@ struct RecordCommand: AsyncParsableCommand {
             lnrrVersion: LNRRVersion.string
         )
         if let custommsgHook {
-            guard hookTimeout > 0 else { throw CLIError("--hook-timeout must be a positive number of milliseconds") }
-            configuration.setCustomMessageHook(command: custommsgHook, timeout: Double(hookTimeout) / 1000)
+            guard hookTimeout.nanoseconds > 0 else { throw CLIError("--hook-timeout must be longer than 0") }
+            configuration.setCustomMessageHook(command: custommsgHook, timeout: hookTimeout.seconds)
         }
         if let rules {
             let loaded = try Self.loadRules(rules)
@@ -139,12 +139,8 @@ struct RecordCommand: AsyncParsableCommand {
             controlServer = controlling
         }
         for (address, route) in zip(bound, routes) {
-            Terminal.standardOutput.write(JSONLine.object([
-                "event": .string("listening"),
-                "address": .string(address.hostPortDescription),
-                "upstream": .string(route.upstream.description),
-                "recordings": noRecording ? .null : .string(out),
-            ]))
+            ListeningLine.write(address, requested: route.listen.description,
+                                [("upstream", .string(route.upstream.description)), ("recordings", noRecording ? .null : .string(out))])
         }
         let hangup = SignalWaiter(signals: [SIGHUP])
         if let rules {
@@ -195,7 +191,7 @@ struct RecordCommand: AsyncParsableCommand {
     static func loadRules(_ path: String) throws -> (rules: RuleSet, sha256: String) {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw CLIError("cannot read rule file \(path): \(error.localizedDescription)")
+            throw FileProblem.cannotRead(path, error, what: "rule file")
         }
         let (set, diagnostics) = RuleParser.parse(yaml: String(decoding: data, as: UTF8.self), file: path)
         for d in diagnostics { Terminal.standardError.write(d.description) }

@@ -103,11 +103,11 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("When to send: recorded (the recorded gaps), fast (as soon as the expected input came) or scale:X (gaps times X).", valueName: "TIMING"))
     var timing: String = "recorded"
 
-    @Option(name: .long, help: ArgumentHelp("How long to wait for each expected message, in milliseconds.", valueName: "MS"))
-    var timeout: Int = 10_000
+    @Option(name: .long, help: ArgumentHelp("How long to wait for each expected message. \(DurationArgument<Milliseconds>.helpSuffix)", valueName: "DURATION"))
+    var timeout = DurationArgument<Milliseconds>(10_000)
 
-    @Option(name: .long, help: ArgumentHelp("How long to wait for the connection and its handshake (listening: for the live node to dial), in seconds.", valueName: "SECONDS"))
-    var connectTimeout: Double = 30
+    @Option(name: .long, help: ArgumentHelp("How long to wait for the connection and its handshake (listening: for the live node to dial). \(DurationArgument<Seconds>.helpSuffix)", valueName: "DURATION"))
+    var connectTimeout = DurationArgument<Seconds>(30)
 
     @Option(name: .long, help: ArgumentHelp("Rules to apply to the replayed traffic (docs/rules.md): replay with a variation.", valueName: "FILE"))
     var rules: String?
@@ -139,8 +139,8 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         if key == nil { throw ValidationError("--key FILE: the key of the node lnrr plays") }
         if MatchMode(rawValue: match) == nil { throw ValidationError("--match must be type, fields or exact") }
-        if timeout <= 0 { throw ValidationError("--timeout must be a positive number of milliseconds") }
-        if !(connectTimeout > 0) { throw ValidationError("--connect-timeout must be a positive number of seconds") }
+        if timeout.nanoseconds == 0 { throw ValidationError("--timeout must be longer than 0") }
+        if connectTimeout.nanoseconds == 0 { throw ValidationError("--connect-timeout must be longer than 0") }
         if bind != "on" && bind != "off" { throw ValidationError("--bind must be on or off") }
         if ReplayOrder(rawValue: order) == nil { throw ValidationError("--order must be protocol or strict") }
         if orderWindow < 0 { throw ValidationError("--order-window must be 0 or more steps") }
@@ -172,12 +172,12 @@ struct ReplayCommand: AsyncParsableCommand {
         let printer = ReplayPrinter(json: json, totalSteps: segments.reduce(0) { $0 + $1.steps.count })
         for segment in segments { notices(for: segment, side: side, secret: secret, printer: printer) }
         let options = ReplayOptions(side: side, matcher: MessageMatcher(mode: MatchMode(rawValue: match)!, ignoredFields: ignoredFields),
-                                    timing: timingMode, timeoutNanos: UInt64(timeout) * 1_000_000, ignore: filter, rules: ruleSet,
+                                    timing: timingMode, timeoutNanos: timeout.nanoseconds, ignore: filter, rules: ruleSet,
                                     bind: bind == "on" && !noBind, order: ReplayOrder(rawValue: order)!, orderWindow: orderWindow)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let outcomes = ReplayOutcomes()
         let driver = ReplayDriver(options: options, endpoint: endpoint, secret: secret,
-                                  connectTimeout: .nanoseconds(Int64(connectTimeout * 1e9)), group: group,
+                                  connectTimeout: .nanoseconds(Int64(connectTimeout.nanoseconds)), group: group,
                                   onListening: { printer.listening($0, nodeID: secret.nodeID) },
                                   onReport: { printer.report($0); outcomes.add($0) })
         var connectionError: Error?
@@ -272,16 +272,9 @@ final class ReplayPrinter: @unchecked Sendable {
         }
     }
 
+    /// The listening line goes to stdout in both modes: it is how a script learns the port.
     func listening(_ address: SocketAddress?, nodeID: NodeID) {
-        let text = address?.hostPortDescription ?? "?"
-        lock.withLock {
-            if json {
-                Terminal.standardOutput.write(JSONLine.render(.object([("event", .string("listening")), ("address", .string(text)),
-                                                                       ("node_id", .string(nodeID.hex))])))
-            } else {
-                Terminal.standardError.write("listening on \(text) as \(nodeID.hex)")
-            }
-        }
+        lock.withLock { ListeningLine.write(address, requested: "?", [("node_id", .string(nodeID.hex))]) }
     }
 
     func report(_ outcome: StepOutcome) {

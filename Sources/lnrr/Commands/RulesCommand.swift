@@ -32,7 +32,9 @@ struct RulesCommand: ParsableCommand {
 
         func run() throws {
             let (rules, diagnostics): (RuleSet?, [RuleDiagnostic])
-            do { (rules, diagnostics) = try RuleParser.load(path: file) } catch { throw CLIError("\(error)") }
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch { throw FileProblem.cannotRead(file, error, what: "rule file") }
+            (rules, diagnostics) = RuleParser.parse(yaml: text, file: file)
             for d in diagnostics {
                 if json {
                     Terminal.standardOutput.write(JSONLine.object([
@@ -76,7 +78,7 @@ struct RulesCommand: ParsableCommand {
         func run() throws {
             let text: String
             do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-                throw CLIError("cannot read \(file): \(error.localizedDescription)")
+                throw FileProblem.cannotRead(file, error)
             }
             let yaml: String
             do { yaml = try DevDisconnect.translate(text, file: file, asNode: node) } catch {
@@ -84,7 +86,7 @@ struct RulesCommand: ParsableCommand {
             }
             if let out {
                 do { try yaml.write(toFile: out, atomically: true, encoding: .utf8) } catch {
-                    throw CLIError("cannot write \(out): \(error.localizedDescription)")
+                    throw CLIError("cannot write \(out): \(FileProblem.reason(error))")
                 }
             } else {
                 Terminal.standardOutput.write(yaml, newline: false)

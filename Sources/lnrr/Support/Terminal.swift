@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Output helpers: colour only when writing to a terminal and `NO_COLOR` is unset.
 enum Terminal {
@@ -11,7 +16,7 @@ enum Terminal {
             if newline { line += "\n" }
             var bytes = Array(line.utf8)[...]
             while !bytes.isEmpty {
-                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                let n = bytes.withUnsafeBytes { systemWrite(fd, $0.baseAddress, $0.count) }
                 if n <= 0 {
                     if n < 0 && errno == EINTR { continue }
                     return
@@ -37,4 +42,9 @@ enum Terminal {
     static func paint(_ text: String, _ colour: Colour) -> String {
         colourOnStdout ? "\u{1B}[\(colour.rawValue)m\(text)\u{1B}[0m" : text
     }
+}
+
+/// The C library's write(2), named apart from `Stream.write` (which would shadow it in there).
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
+    write(fd, buffer, count)
 }
