@@ -65,7 +65,7 @@ struct PeerCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Echo every custom message (types 32768-65535) back to its sender.")
     var echo = false
 
-    @Option(name: .long, help: ArgumentHelp("Exit after receiving N messages (the remote's init counts).", valueName: "N"))
+    @Option(name: .long, help: ArgumentHelp("End the connection after receiving N messages (the remote's init counts); without --keep-listening, lnrr then exits.", valueName: "N"))
     var exitAfter: Int?
 
     @Option(name: .long, help: ArgumentHelp("End the connection when nothing arrives for this long. \(DurationArgument<Seconds>.helpSuffix)", valueName: "DURATION"))
