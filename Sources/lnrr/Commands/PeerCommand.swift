@@ -156,6 +156,8 @@ struct PeerCommand: AsyncParsableCommand {
                 throw CLIError(NetworkErrorText.connecting(to: address.hostPort.description, error))
             }
         } else if let address = bindTo {
+            // Taken over before the listening line, so a script's SIGTERM right after it is never fatal.
+            let stop = keepListening ? SignalWaiter(signals: [SIGINT, SIGTERM]) : nil
             let server: Channel
             do {
                 server = try await ServerBootstrap(group: group)
@@ -169,8 +171,7 @@ struct PeerCommand: AsyncParsableCommand {
                 throw CLIError(NetworkErrorText.listening(on: address.description, error))
             }
             printer.listening(on: server.localAddress, requested: address, nodeID: secret.nodeID)
-            if keepListening {
-                let stop = SignalWaiter(signals: [SIGINT, SIGTERM])
+            if let stop {
                 _ = await stop.wait()
                 outcome.succeed(nil)
             }
