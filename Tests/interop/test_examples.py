@@ -43,7 +43,7 @@ from conftest import REPO, free_port, lnrr_bin
 DOCS = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
 COMMAND_TIMEOUT = 120.0
 BACKGROUND_FIRST_OUTPUT = 30.0
-BACKGROUND_QUIET = 1.0
+BACKGROUND_QUIET = 1.5
 
 
 # ---------------------------------------------------------------------------------------------
