@@ -243,6 +243,10 @@ def session_env(tmp: Path) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{bindir}:{env['PATH']}"
     env["COLUMNS"] = "200"
+    # A home of its own: examples that install things for the user (lnrr wireshark --install) stay here.
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    env["HOME"] = str(home)
     env.pop("LNRR_CONTROL", None)
     return env
 
@@ -367,7 +371,8 @@ def test_help_examples_run_as_typed(lnrr, tmp_path):
     # The files the placeholders name: a real recording, key files, a rule file.
     folder = repository_copy(tmp_path / "clone")
     recording = "recordings/examples/custommsg-during-closing.pcapng"
-    for name in ("FILE", "rec.pcapng", "recordings/20261124T101502Z_03ab12cd_02ef34aa_0001.pcapng"):
+    for name in ("FILE", "rec.pcapng", "s1.pcapng", "s2.pcapng",
+                 "recordings/20261124T101502Z_03ab12cd_02ef34aa_0001.pcapng"):
         shutil.copy(folder / recording, folder / name)
     (folder / "variation.yaml").write_text("rules:\n  - name: no-custom\n    match: {custom: true}\n    action: drop\n")
     (folder / "dev-disconnect").write_text("-WIRE_COMMITMENT_SIGNED\n+WIRE_SHUTDOWN*2\n")
