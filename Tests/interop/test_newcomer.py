@@ -163,7 +163,7 @@ def test_bad_durations_are_usage_errors(lnrr, keys, flag, bad):
 def test_every_time_flag_says_its_bare_unit(lnrr):
     flags = {("record",): {"--hook-timeout": "milliseconds"},
              ("replay",): {"--timeout": "milliseconds", "--connect-timeout": "seconds"},
-             ("peer",): {"--idle-timeout": "seconds"}}
+             ("peer",): {"--idle-timeout": "seconds", "--connect-timeout": "seconds"}}
     for words, wanted in flags.items():
         text = re.sub(r"\s+", " ", run(lnrr, "help", *words, env=dict(os.environ, COLUMNS="300")).stdout)
         for flag, unit in wanted.items():

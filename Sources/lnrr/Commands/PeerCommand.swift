@@ -53,6 +53,9 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Dial this node.", valueName: "NODEID@HOST:PORT"))
     var connect: String?
 
+    @Option(name: .long, help: ArgumentHelp("With --connect: how long the TCP connection may take. \(DurationArgument<Seconds>.helpSuffix)", valueName: "DURATION"))
+    var connectTimeout = DurationArgument<Seconds>(10)
+
     @Option(name: .long, help: ArgumentHelp("A message to send after init: hex of the 2-byte type and payload. Repeatable.", valueName: "HEX"))
     var send: [String] = []
 
@@ -84,6 +87,7 @@ struct PeerCommand: AsyncParsableCommand {
         if let exitAfter, exitAfter < 1 { throw ValidationError("--exit-after must be at least 1") }
         if let idleTimeout, idleTimeout.nanoseconds == 0 { throw ValidationError("--idle-timeout must be longer than 0") }
         if keepListening && listen == nil { throw ValidationError("--keep-listening needs --listen HOST:PORT") }
+        if connectTimeout.nanoseconds == 0 { throw ValidationError("--connect-timeout must be longer than 0") }
         if let hexLimit, hexLimit < 0 { throw ValidationError("--hex-limit must be 0 or more") }
     }
 
@@ -147,7 +151,7 @@ struct PeerCommand: AsyncParsableCommand {
             do {
                 _ = try await ClientBootstrap(group: group)
                     .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .connectTimeout(.seconds(10))
+                    .connectTimeout(.nanoseconds(Int64(connectTimeout.nanoseconds)))
                     .channelInitializer { pipeline($0, role: .initiator(remote: address.nodeID)) }
                     .connect(host: address.host, port: address.port)
                     .get()
