@@ -165,9 +165,10 @@ def test_every_time_flag_says_its_bare_unit(lnrr):
              ("replay",): {"--timeout": "milliseconds", "--connect-timeout": "seconds"},
              ("peer",): {"--idle-timeout": "seconds", "--connect-timeout": "seconds"}}
     for words, wanted in flags.items():
-        text = re.sub(r"\s+", " ", run(lnrr, "help", *words, env=dict(os.environ, COLUMNS="300")).stdout)
+        # Wide enough that each option's help is one line.
+        text = run(lnrr, "help", *words, env=dict(os.environ, COLUMNS="400")).stdout
         for flag, unit in wanted.items():
-            m = re.search(re.escape(flag) + r" <DURATION> (.*?)(?= --|$)", text)
+            m = re.search(r"^\s+" + re.escape(flag) + r" <DURATION>\s+(.*)$", text, re.M)
             assert m, (words, flag)
             assert f"a bare number is {unit}" in m.group(1) and "500ms" in m.group(1), m.group(1)
 
