@@ -292,7 +292,7 @@ def test_list_has_a_header_row(lnrr, tmp_path):
     assert row.index("03656836") == lines[0].index(" a ") + 1
 
 
-def test_missing_files_have_one_wording(lnrr, tmp_path):
+def test_missing_files_have_one_wording(lnrr, keys, tmp_path):
     missing = tmp_path / "nosuch"
     rec = REPO / "recordings/examples/custommsg-during-closing.pcapng"
     cases = [
@@ -300,6 +300,9 @@ def test_missing_files_have_one_wording(lnrr, tmp_path):
         ("rules", "import-dev-disconnect", missing), ("replay", "--offline", missing),
         ("replay", "--offline", rec, "--rules", missing),
         ("peer", "--key", missing, "--listen", "127.0.0.1:0"),
+        ("peer", "--key", keys("a").path, "--listen", "127.0.0.1:0", "--send-file", missing),
+        ("replay", missing, "--as", "a", "--connect", f"{keys('b').node_id}@127.0.0.1:1", "--key", keys("a").path),
+        ("view", missing),
     ]
     for args in cases:
         r = run(lnrr, *args, check=False)
