@@ -356,7 +356,9 @@ def help_examples(lnrr: str) -> list[tuple[str, str]]:
     return found
 
 
-NETWORK = re.compile(r"--connect|--listen|--upstream|--route|--follow|\bctl\b|\brecord\b|--socket")
+# Needs a live node or never ends: a dial or listen (lnrr's flags, or the exported test's LNRR_CONNECT /
+# LNRR_LISTEN), a proxy, its control socket, or show --follow.
+NETWORK = re.compile(r"--connect|--listen|--upstream|--route|--follow|\bctl\b|\brecord\b|--socket|LNRR_CONNECT|LNRR_LISTEN")
 
 
 def test_help_examples_run_as_typed(lnrr, tmp_path):
