@@ -45,7 +45,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     private var recorderBlocked = false
 
     /// Each channel's phase (Core Lightning's ownership model); changes are annotated in the recording.
-    private(set) var phases = PhaseTracker()
+    private(set) var stage = RuleStage(rules: nil)
+    var phases: PhaseTracker { stage.phases }
     private(set) var messagesAToB = 0
     private(set) var messagesBToA = 0
 
@@ -58,6 +59,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         var logger = context.logger
         logger[metadataKey: "session"] = "\(id)"
         self.logger = logger
+        stage.nodeB = route.upstream.nodeID.hex
         let rules = context.currentRules.withLockedValue { $0 }
         setRules(rules.rules, file: rules.file, sha256: rules.sha256)
     }
@@ -113,6 +115,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
 
     private func aHandshakeDone(aNode: NodeID) {
         self.aNode = aNode
+        stage.nodeA = aNode.hex
         let identity: NodeSecret
         if let secret = context.keyring.secret(for: aNode) {
             identity = secret
@@ -178,34 +181,30 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         let direction = side.sending
         let now = wallClockNanos()
         if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
-        var decision: RuleDecision?
+        var decision: RuleEffects?
         // The record the hook will be asked about: the replacement when a rule replaced the message.
         var hookRecord = -1
         message.withUnsafeReadableBytes { bytes in
-            let observation = phases.observe(bytes, direction: direction)
-            var comments = observation.changes.isEmpty ? [] : observation.changes.map { "phase \($0.description)" }
-            let type = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
+            var comments: [String] = []
+            var observation: PhaseObservation
             if halted != nil {
+                observation = stage.observe(bytes, direction: direction)
                 comments.append("not delivered: the connection is \(halted!.rawValue) by a rule")
-            } else if engine != nil, engine!.mayApply(to: type) {
-                let context = MessageContext(
-                    direction: direction, bytes: Array(bytes), phaseBefore: observation.before, phaseAfter: observation.after,
-                    changes: observation.changes.map { ($0.from, $0.to) }, nodeA: aNode?.hex, nodeB: route.upstream.nodeID.hex)
-                let d = engine!.decide(context)
-                if !d.isPlainForward || d.forward != context.bytes {
-                    decision = d
-                    comments += d.annotations
-                }
+            } else {
+                let plan = stage.process(bytes, direction: direction)
+                observation = plan.observation
+                if !plan.isPlain { decision = plan.effects }
             }
+            comments = (observation.changes.isEmpty ? [] : observation.changes.map { "phase \($0.description)" }) + comments
+            comments += decision?.annotations ?? []
             if context.events.active {
-                publishMessage(Array(bytes), direction, action: decision?.forward == nil && decision != nil ? "dropped" : nil,
+                publishMessage(Array(bytes), direction, action: decision.map { $0.delivery == .none } == true ? "dropped" : nil,
                                phaseChanges: observation.changes.map(\.description), annotations: decision?.annotations ?? [])
             }
             guard recorder != nil else { return }
             // `delivery:` comments let a replay tell what the receiver actually got (docs/recording-format.md).
-            // The bytes the receiver gets instead of these, when a rule replaced them.
-            let replacement = decision?.forward.flatMap { $0.elementsEqual(bytes) ? nil : $0 }
-            if halted != nil || (decision != nil && decision!.forward == nil) {
+            let replacement = decision?.replacement
+            if halted != nil || decision?.delivery == RuleEffects.Delivery.none {
                 comments.append(DeliveryNote.none.comment)
             } else if replacement != nil {
                 comments.append(DeliveryNote.replaced.comment)
@@ -213,8 +212,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                 comments.append(DeliveryNote.twice.comment)
             }
             // Messages injected before this one reach the receiver first, so they are recorded first.
-            for (injected, dir) in decision?.injectBefore ?? [] {
-                recordInjection(injected, dir, note: decision!.annotations)
+            for injected in decision?.injectBefore ?? [] {
+                recordInjection(injected.message, injected.direction, note: decision!.annotations)
             }
             let index = recordMessage(bytes, direction, timestampNanos: now, comments: comments, deferWake: true)
             hookRecord = index
@@ -227,7 +226,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         if let hook = context.configuration.customMessageHook {
             // Rules run first: a custom message the rules drop never reaches the hook.
             let isCustom = (message.getInteger(at: message.readerIndex, as: UInt16.self).map { $0 >= 32768 } ?? false)
-                && (decision == nil || decision?.forward != nil)
+                && decision?.delivery != RuleEffects.Delivery.none
             if isCustom || hookRunning.contains(direction) || !(hookQueue[direction]?.isEmpty ?? true) {
                 // Order per direction is kept: everything behind a custom message waits for its hook.
                 hookQueue[direction, default: []].append((message, decision, isCustom, hookRecord))
@@ -238,7 +237,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         relay(message, decision, direction)
     }
 
-    private func relay(_ message: ByteBuffer, _ decision: RuleDecision?, _ direction: Direction) {
+    private func relay(_ message: ByteBuffer, _ decision: RuleEffects?, _ direction: Direction) {
         guard let decision else {
             deliver(message, direction)
             return
@@ -248,7 +247,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
 
     // MARK: Custom message hook
 
-    private var hookQueue: [Direction: CircularBuffer<(ByteBuffer, RuleDecision?, Bool, Int)>] = [:]
+    private var hookQueue: [Direction: CircularBuffer<(ByteBuffer, RuleEffects?, Bool, Int)>] = [:]
     private var hookRunning = Set<Direction>()
 
     private func pumpHook(_ direction: Direction, _ hook: CustomMessageHook) {
@@ -262,7 +261,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             hookRunning.insert(direction)
             let sender = direction == .aToB ? aNode?.hex : route.upstream.nodeID.hex
             let loop = eventLoop
-            hook.run(peerID: sender, direction: direction, message: decision?.forward ?? Array(message.readableBytesView)) { [weak self] verdict, problem in
+            hook.run(peerID: sender, direction: direction, message: decision?.replacement ?? Array(message.readableBytesView)) { [weak self] verdict, problem in
                 loop.execute {
                     guard let self else { return }
                     self.hookRunning.remove(direction)
@@ -285,7 +284,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                         }
                         self.relay(ByteBufferAllocator().buffer(bytes: bytes), decision.map { d in
                             var d = d
-                            if d.forward != nil { d.forward = bytes }
+                            if d.delivery != .none { d.delivery = .replacement(bytes) }
                             return d
                         }, direction)
                     }
@@ -301,8 +300,6 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
 
     // MARK: Rules
 
-    /// The rules in force for this session (replaced on reload).
-    private var engine: RuleEngine?
     /// Set by a `blackhole` or `stall` disconnect: nothing more is relayed or read.
     private var halted: DisconnectKind?
     /// Messages held back per direction by a `delay`, in order, with when each may go.
@@ -312,8 +309,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     private var rulesSHA256: String?
 
     func setRules(_ rules: RuleSet?, file: String?, sha256: String?) {
-        let reloaded = engine != nil || rulesFile != nil
-        engine = rules.map { RuleEngine(rules: $0) }
+        let reloaded = stage.engine != nil || rulesFile != nil
+        stage.setRules(rules)
         rulesFile = file
         rulesSHA256 = sha256
         if reloaded, recorder != nil {
@@ -324,12 +321,11 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         }
     }
 
-    private func apply(_ decision: RuleDecision, original: ByteBuffer, direction: Direction) {
+    private func apply(_ decision: RuleEffects, original: ByteBuffer, direction: Direction) {
         // Recorded when the matched message was (they precede it); only delivered here.
-        for (message, dir) in decision.injectBefore { inject(message, dir, note: decision.annotations, record: false) }
-        if let forward = decision.forward {
-            if decision.disconnect == .before { end(disconnectReason(.before)); return }
-            let buffer = forward == Array(original.readableBytesView) ? original : ByteBufferAllocator().buffer(bytes: forward)
+        for injected in decision.injectBefore { inject(injected.message, injected.direction, note: decision.annotations, record: false) }
+        if decision.delivers {
+            let buffer = decision.replacement.map { ByteBufferAllocator().buffer(bytes: $0) } ?? original
             for _ in 0..<decision.copies {
                 if decision.delayMilliseconds > 0 {
                     hold(buffer, direction, for: .milliseconds(Int64(decision.delayMilliseconds)))
@@ -338,7 +334,7 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
                 }
             }
         }
-        for (message, dir) in decision.injectAfter { inject(message, dir, note: decision.annotations) }
+        for injected in decision.injectAfter { inject(injected.message, injected.direction, note: decision.annotations) }
         guard let kind = decision.disconnect else { return }
         switch kind {
         case .before:
@@ -585,6 +581,8 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
     /// Fails when the session has ended or the upstream is not connected yet.
     func injectFromControl(_ message: [UInt8], _ direction: Direction, source: String) throws {
         guard closeReason == nil, bReady else { throw ControlError.notConnected }
+        // Rule injections are shown to the phase tracker by the stage; this one comes from outside.
+        message.withUnsafeBytes { _ = stage.observe($0, direction: direction) }
         inject(message, direction, note: ["injected by \(source)"])
     }
 

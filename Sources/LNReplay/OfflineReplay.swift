@@ -28,23 +28,16 @@ public enum OfflineReplay {
     public static func run(path: String, rules: RuleSet?, side: ReplaySide = .a,
                            ignore: TypeFilter = .default) throws -> (lines: [OfflineLine], segment: ReplaySegment) {
         let segment = try ReplayPlan.segment(path: path, side: side, ignore: ignore)
-        var phases = PhaseTracker()
-        var engine = rules.map { RuleEngine(rules: $0) }
+        // The same stage as the proxy and a live replay: injections the rules make (the way lnrr
+        // can send them) count for the phases that follow.
+        var stage = RuleStage(rules: rules, nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB,
+                              injectable: [side.sending])
         var lines: [OfflineLine] = []
         for step in segment.steps where step.kind == .send || step.kind == .expect {
-            guard let type = step.type, let index = step.recordIndex else { continue }
-            let observation = phases.observe(step.bytes, direction: step.direction)
-            var actions: [String] = []
-            if engine != nil, engine!.mayApply(to: type) {
-                let context = MessageContext(direction: step.direction, bytes: step.bytes, phaseBefore: observation.before,
-                                             phaseAfter: observation.after, changes: observation.changes.map { ($0.from, $0.to) },
-                                             nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB)
-                let decision = engine!.decide(context)
-                actions = decision.annotations
-                for (message, direction) in decision.injectBefore + decision.injectAfter where direction == side.sending {
-                    _ = phases.observe(message, direction: direction)
-                }
-            }
+            guard step.type != nil, let index = step.recordIndex else { continue }
+            let plan = stage.process(step.bytes, direction: step.direction)
+            let observation = plan.observation
+            let actions = plan.effects.annotations
             lines.append(OfflineLine(index: index, direction: step.direction, bytes: step.bytes, timestampNanos: step.timestampNanos,
                                      phaseBefore: observation.before, phase: observation.after,
                                      phaseChanges: observation.changes.map(\.description), actions: actions,

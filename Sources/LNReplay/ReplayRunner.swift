@@ -194,8 +194,8 @@ public struct ReplayRunner {
     private var weClosed = false
     public private(set) var isFinished = false
 
-    private var engine: RuleEngine?
-    private var phases = PhaseTracker()
+    /// Phases and rules, shared with the proxy's relay core (`RuleStage`, `EffectPlan`).
+    private var stage: RuleStage?
     /// The phases of the live traffic (what lnrr sent, what the live node sent), kept for the
     /// binding and the channel order whether or not rules run.
     private var livePhases = PhaseTracker()
@@ -213,8 +213,8 @@ public struct ReplayRunner {
     private let channelOfStep: [Int?]
     /// The channel number of each recorded id.
     private let channelNumbers: [ChannelID: Int]
-    /// A rule decided about the next send and asked for a delay: the decision waits with it.
-    private var pendingDecision: (decision: RuleDecision, until: UInt64)?
+    /// The rest of a send's plan, held by a rule's `delay` until the given time.
+    private var pendingSend: (steps: ArraySlice<EffectStep>, note: String, until: UInt64)?
 
     public init(segment: ReplaySegment, segmentIndex: Int, firstStepNumber: Int, options: ReplayOptions,
                 binding: IdentifierBinding = IdentifierBinding()) {
@@ -223,7 +223,11 @@ public struct ReplayRunner {
         self.firstStepNumber = firstStepNumber
         self.options = options
         self.binding = binding
-        engine = options.rules.map { RuleEngine(rules: $0) }
+        // lnrr sends only as the side it plays: injections the other way cannot reach anyone.
+        stage = options.rules.map {
+            RuleStage(rules: $0, nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB,
+                      injectable: [options.side.sending])
+        }
         (channelOfStep, channelNumbers) = options.order == .protocol ? Self.channels(of: segment.steps) : ([], [:])
     }
 
@@ -254,21 +258,32 @@ public struct ReplayRunner {
         }
         let observation = livePhases.observe(bytes, direction: options.side.receiving)
         var message = bytes
-        if engine != nil {
-            let decision = decide(bytes, direction: options.side.receiving)
-            for (injected, direction) in decision.injectBefore + decision.injectAfter {
-                inject(injected, direction, now, &actions)
+        if stage != nil {
+            let plan = stage!.process(bytes, direction: options.side.receiving)
+            if !plan.isPlain {
+                let note = plan.effects.annotations.joined(separator: "; ")
+                // A live node's message is matched, not delivered: a delay has nothing to hold.
+                for step in plan.steps {
+                    switch step {
+                    case .inject(let injected):
+                        inject(injected, now, &actions)
+                    case .delay:
+                        break
+                    case .deliver(.none, _):
+                        report(.dropped, options.side.receiving, bytes, nil, now, note, &actions)
+                        message = []
+                    case .deliver(.replacement(let replacement), _):
+                        message = replacement
+                    case .deliver(.original, _):
+                        break
+                    case .disconnect(let kind):
+                        report(.closed, options.side.sending, [], nil, now, "a replay rule disconnected (\(kind.rawValue)): " + note, &actions)
+                        stop(now, because: "a replay rule ended the connection", &actions)
+                        return actions
+                    }
+                }
+                if message.isEmpty { return actions }
             }
-            if let kind = decision.disconnect, kind != .drop {
-                report(.closed, options.side.sending, [], nil, now, "a replay rule disconnected (\(kind.rawValue)): " + decision.annotations.joined(separator: "; "), &actions)
-                stop(now, because: "a replay rule ended the connection", &actions)
-                return actions
-            }
-            guard let forward = decision.forward else {
-                report(.dropped, options.side.receiving, bytes, nil, now, decision.annotations.joined(separator: "; "), &actions)
-                return actions
-            }
-            message = forward
         }
         inbox.append(Inbound(bytes: message, at: now, observation: observation))
         advance(now: now, &actions)
@@ -587,7 +602,7 @@ public struct ReplayRunner {
                 step.note = [recorded.note, "with the live node's channel id"].compactMap { $0 }.joined(separator: "; ")
             }
         }
-        guard pendingDecision == nil else { return step }
+        guard pendingSend == nil else { return step }
         let live = livePhases.observe(step.bytes, direction: step.direction)
         let original = recordedPhases.observe(recorded.bytes, direction: recorded.direction)
         if options.bind {
@@ -600,70 +615,70 @@ public struct ReplayRunner {
     /// With binding on, the message carries the live node's identifiers (`bound(_:now:)`).
     private mutating func send(_ recorded: ReplayStep, now: UInt64, _ actions: inout [RunnerAction]) -> Bool {
         let step = bound(recorded, now: now, &actions)
-        guard engine != nil else {
+        guard stage != nil else {
             actions.append(.send(step.bytes))
             report(.sent, step.direction, step.bytes, step, now, step.note, &actions)
             return true
         }
-        let decision: RuleDecision
-        if let pending = pendingDecision {
+        var steps: ArraySlice<EffectStep>
+        let note: String
+        if let pending = pendingSend {
             guard now >= pending.until else {
                 actions.append(.wake(atNanos: pending.until))
                 return false
             }
-            decision = pending.decision
-            pendingDecision = nil
+            (steps, note) = (pending.steps, pending.note)
+            pendingSend = nil
         } else {
-            decision = decide(step.bytes, direction: step.direction)
-            if decision.delayMilliseconds > 0 {
-                pendingDecision = (decision, now + UInt64(decision.delayMilliseconds) * 1_000_000)
-                actions.append(.wake(atNanos: pendingDecision!.until))
+            let plan = stage!.process(step.bytes, direction: step.direction)
+            if plan.isPlain {
+                actions.append(.send(step.bytes))
+                report(.sent, step.direction, step.bytes, step, now, step.note, &actions)
+                return true
+            }
+            steps = plan.steps[...]
+            note = ([step.note].compactMap { $0 } + plan.effects.annotations).joined(separator: "; ")
+        }
+        // The plan's steps in order, exactly as the proxy's relay core carries them out.
+        while let effect = steps.popFirst() {
+            switch effect {
+            case .inject(let injected):
+                inject(injected, now, &actions)
+            case .delay(let ms):
+                pendingSend = (steps, note, now + UInt64(ms) * 1_000_000)
+                actions.append(.wake(atNanos: pendingSend!.until))
+                return false
+            case .deliver(let delivery, let copies):
+                let bytes: [UInt8]
+                switch delivery {
+                case .none:
+                    report(.dropped, step.direction, step.bytes, step, now, note, &actions)
+                    continue
+                case .original: bytes = step.bytes
+                case .replacement(let replacement): bytes = replacement
+                }
+                for _ in 0..<copies { actions.append(.send(bytes)) }
+                report(.sent, step.direction, bytes, step, now, note.isEmpty ? nil : note, &actions)
+            case .disconnect(let kind):
+                next += 1
+                halt(kind, now, &actions)
                 return false
             }
-        }
-        let note = ([step.note].compactMap { $0 } + decision.annotations).joined(separator: "; ")
-        for (message, direction) in decision.injectBefore { inject(message, direction, now, &actions) }
-        if decision.disconnect == .before || decision.disconnect == .blackhole {
-            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
-            next += 1
-            halt(decision.disconnect!, now, &actions)
-            return false
-        }
-        if let forward = decision.forward {
-            for _ in 0..<decision.copies { actions.append(.send(forward)) }
-            report(.sent, step.direction, forward, step, now, note.isEmpty ? nil : note, &actions)
-        } else {
-            report(.dropped, step.direction, step.bytes, step, now, note, &actions)
-        }
-        for (message, direction) in decision.injectAfter { inject(message, direction, now, &actions) }
-        if let kind = decision.disconnect, kind != .drop {
-            next += 1
-            halt(kind, now, &actions)
-            return false
         }
         return true
     }
 
-    private mutating func decide(_ bytes: [UInt8], direction: Direction) -> RuleDecision {
-        let observation = phases.observe(bytes, direction: direction)
-        guard let type = WireMessage.type(bytes), engine!.mayApply(to: type) else { return .forward(bytes) }
-        let context = MessageContext(direction: direction, bytes: bytes, phaseBefore: observation.before, phaseAfter: observation.after,
-                                     changes: observation.changes.map { ($0.from, $0.to) },
-                                     nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB)
-        return engine!.decide(context)
-    }
-
-    private mutating func inject(_ message: [UInt8], _ direction: Direction, _ now: UInt64, _ actions: inout [RunnerAction]) {
-        guard direction == options.side.sending else {
-            report(.dropped, direction, message, nil, now,
-                   "a replay rule injects \(direction.rawValue), but lnrr plays \(options.side.rawValue) and cannot send as the live node", &actions)
+    private mutating func inject(_ injected: InjectedMessage, _ now: UInt64, _ actions: inout [RunnerAction]) {
+        guard injected.direction == options.side.sending else {
+            report(.dropped, injected.direction, injected.message, nil, now,
+                   "a replay rule injects \(injected.direction.rawValue), but lnrr plays \(options.side.rawValue) and cannot send as the live node", &actions)
             return
         }
-        // Injections are part of the replayed traffic: the phases see them as the node will.
-        _ = phases.observe(message, direction: direction)
-        _ = livePhases.observe(message, direction: direction)
-        actions.append(.send(message))
-        report(.injected, direction, message, nil, now, "by a replay rule", &actions)
+        // The stage has already shown the injection to the rules' phase tracker (RuleStage.process);
+        // the live traffic's tracker sees it too.
+        _ = livePhases.observe(injected.message, direction: injected.direction)
+        actions.append(.send(injected.message))
+        report(.injected, injected.direction, injected.message, nil, now, "by a replay rule", &actions)
     }
 
     /// A disconnect rule ended the replay: `before`/`after` close, `blackhole`/`stall` just stop.

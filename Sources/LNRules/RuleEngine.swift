@@ -28,29 +28,6 @@ public struct MessageContext {
     var type: UInt16 { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0 }
 }
 
-/// What to do with one message.
-public struct RuleDecision: Sendable {
-    /// The message to deliver (possibly replaced); nil when it is dropped.
-    public var forward: [UInt8]?
-    /// How many times to deliver it (2 for `duplicate`).
-    public var copies = 1
-    /// Hold the message (and everything after it in its direction) this long first.
-    public var delayMilliseconds = 0
-    /// Messages to send before / after the matched one, with their directions.
-    public var injectBefore: [(message: [UInt8], direction: Direction)] = []
-    public var injectAfter: [(message: [UInt8], direction: Direction)] = []
-    public var disconnect: DisconnectKind?
-    /// What the rules did, in words, for the recording.
-    public var annotations: [String] = []
-
-    /// The decision when no rule matches.
-    public static func forward(_ message: [UInt8]) -> RuleDecision { RuleDecision(forward: message) }
-
-    public var isPlainForward: Bool {
-        copies == 1 && delayMilliseconds == 0 && injectBefore.isEmpty && injectAfter.isEmpty && disconnect == nil && annotations.isEmpty
-    }
-}
-
 /// Applies a rule set to one session's messages, in order. Deterministic: the same messages and
 /// seed give the same decisions. One engine per session (it keeps the occurrence counters).
 public struct RuleEngine {
@@ -86,8 +63,9 @@ public struct RuleEngine {
     /// Whether any rule could apply to `type` (false lets callers skip building a context).
     public func mayApply(to type: UInt16) -> Bool { candidates[type] != nil || !anyType.isEmpty }
 
-    public mutating func decide(_ context: MessageContext) -> RuleDecision {
-        var decision = RuleDecision.forward(context.bytes)
+    /// What the rules do to one message; `.none` when no rule fired.
+    public mutating func decide(_ context: MessageContext) -> RuleEffects {
+        var decision = RuleEffects.none
         let indexes = candidates[context.type] ?? anyType
         var decoded: [String: String]?
         var decided = false
@@ -147,13 +125,13 @@ public struct RuleEngine {
         return out
     }
 
-    private func apply(_ rule: Rule, _ c: MessageContext, _ d: inout RuleDecision) {
+    private func apply(_ rule: Rule, _ c: MessageContext, _ d: inout RuleEffects) {
         let label = "rule \"\(rule.name)\""
         switch rule.action {
         case .forward:
             d.annotations.append("\(label): forward")
         case .drop:
-            d.forward = nil
+            d.delivery = .none
             d.annotations.append("\(label): dropped")
         case .delay(let ms):
             d.delayMilliseconds = ms
@@ -165,20 +143,20 @@ public struct RuleEngine {
             d.annotations.append("\(label): \(text)")
         case .disconnect(let kind):
             d.disconnect = kind
-            if kind == .drop || kind == .blackhole || kind == .before { d.forward = nil }
+            if !kind.deliversMessage { d.delivery = .none }
             d.annotations.append("\(label): disconnect \(kind.rawValue) (\(kind.symbol))")
         case .inject(let injection):
             let direction = injection.direction ?? c.direction
             if injection.before {
-                d.injectBefore.append((injection.message, direction))
+                d.injectBefore.append(InjectedMessage(message: injection.message, direction: direction))
             } else {
-                d.injectAfter.append((injection.message, direction))
+                d.injectAfter.append(InjectedMessage(message: injection.message, direction: direction))
             }
             d.annotations.append("\(label): injected \(MessageCatalogue.displayName(of: UInt16(injection.message[0]) << 8 | UInt16(injection.message[1]))) \(direction.rawValue) \(injection.before ? "before" : "after") this message")
         case .replace(let replacement):
             switch replacement {
             case .message(let bytes):
-                d.forward = bytes
+                d.delivery = .replacement(bytes)
                 d.annotations.append("\(label): replaced")
             case .fields(let changes):
                 let decoded = WireCodec.decode(c.bytes)
@@ -195,7 +173,10 @@ public struct RuleEngine {
                 let changed = Set(changes.map(\.0))
                 pairs.removeAll { lengthFields.contains($0.0) && !changed.contains($0.0) }
                 do {
-                    d.forward = try WireCodec.encode(name: name, fields: .object(pairs))
+                    let bytes = try WireCodec.encode(name: name, fields: .object(pairs))
+                    // Setting fields to the values they have changes nothing: the receiver gets the
+                    // sender's bytes, and the recording says so (no replacement record).
+                    if bytes != c.bytes { d.delivery = .replacement(bytes) }
                     d.annotations.append("\(label): replaced fields \(changes.map(\.0).joined(separator: ", "))")
                 } catch {
                     d.annotations.append("\(label): replace skipped: \(error)")

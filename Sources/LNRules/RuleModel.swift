@@ -118,8 +118,74 @@ public enum DisconnectKind: String, Sendable, CaseIterable {
         }
     }
 
+    /// Whether the matched message still reaches its receiver (`after`, `stall`, `after-receive`).
+    public var deliversMessage: Bool {
+        switch self {
+        case .before, .drop, .blackhole: false
+        case .after, .stall, .afterReceive: true
+        }
+    }
+
+    /// Whether the kind ends the connection (both sockets close) once its message is through.
+    public var closesConnection: Bool { self == .before || self == .after || self == .afterReceive }
+
     public init?(symbol: Character) {
         guard let kind = Self.allCases.first(where: { $0.symbol == symbol }) else { return nil }
         self = kind
     }
+}
+
+/// A message lnrr sends on its own because a rule said so.
+public struct InjectedMessage: Sendable, Equatable {
+    /// Type + payload.
+    public var message: [UInt8]
+    public var direction: Direction
+
+    public init(message: [UInt8], direction: Direction) {
+        self.message = message
+        self.direction = direction
+    }
+}
+
+/// What the rules do to one message: the single answer of `RuleEngine.decide`, consumed by the
+/// proxy and by replay through `EffectPlan` (never by comparing bytes).
+public struct RuleEffects: Sendable, Equatable {
+    /// What reaches the receiver in place of the matched message.
+    public enum Delivery: Sendable, Equatable {
+        /// The sender's bytes, as they came.
+        case original
+        /// Other bytes (a `replace` that changed something).
+        case replacement([UInt8])
+        /// Nothing (`drop`, or a disconnect that swallows the message).
+        case none
+    }
+
+    public var delivery: Delivery = .original
+    /// How many times the delivery happens (2 for `duplicate`).
+    public var copies = 1
+    /// Hold the message, and everything behind it in its direction, this long first.
+    public var delayMilliseconds = 0
+    /// Messages sent before / after the matched one, in this order.
+    public var injectBefore: [InjectedMessage] = []
+    public var injectAfter: [InjectedMessage] = []
+    public var disconnect: DisconnectKind?
+    /// What the rules did, in words, for the recording (`rule "x": dropped`).
+    public var annotations: [String] = []
+
+    public init() {}
+
+    /// No rule fired: deliver the original once, nothing to note.
+    public static let none = RuleEffects()
+
+    /// Whether no rule fired (the fast path: nothing to annotate, plan or record specially).
+    public var isNone: Bool {
+        annotations.isEmpty && delivery == .original && copies == 1 && delayMilliseconds == 0
+            && injectBefore.isEmpty && injectAfter.isEmpty && disconnect == nil
+    }
+
+    /// The replacement bytes, when a rule replaced the message.
+    public var replacement: [UInt8]? { if case .replacement(let bytes) = delivery { bytes } else { nil } }
+
+    /// Whether the matched message (or its replacement) reaches the receiver at all.
+    public var delivers: Bool { delivery != .none && copies > 0 }
 }

@@ -63,7 +63,7 @@ struct RulesTests {
     func matchers() throws {
         func fires(_ match: String, _ c: MessageContext) throws -> Bool {
             var engine = RuleEngine(rules: try rules("rules:\n  - match: \(match)\n    action: drop\n"))
-            return engine.decide(c).forward == nil
+            return engine.decide(c).delivery == .none
         }
         #expect(try fires("{dir: a->b}", context(ping)))
         #expect(try !fires("{dir: b->a}", context(ping)))
@@ -87,7 +87,7 @@ struct RulesTests {
     func occurrence() throws {
         func firing(_ yaml: String, _ messages: [[UInt8]]) throws -> [Int] {
             var engine = RuleEngine(rules: try rules(yaml))
-            return messages.enumerated().compactMap { i, m in engine.decide(context(m)).forward == nil ? i : nil }
+            return messages.enumerated().compactMap { i, m in engine.decide(context(m)).delivery == .none ? i : nil }
         }
         let pings = Array(repeating: ping, count: 10)
         #expect(try firing("rules:\n  - match: {type: ping, nth: 3}\n    action: drop\n", pings) == [2])
@@ -120,14 +120,14 @@ struct RulesTests {
         #expect(engine.decide(context(ping)).delayMilliseconds == 25)
         #expect(engine.decide(context(custom)).copies == 2)
         let injectBefore = engine.decide(context(custom))
-        #expect(injectBefore.injectBefore.count == 1 && injectBefore.injectBefore[0].direction == .bToA && injectBefore.forward == custom)
+        #expect(injectBefore.injectBefore.count == 1 && injectBefore.injectBefore[0].direction == .bToA && injectBefore.delivery == .original)
         let injectAfter = engine.decide(context(custom))
         #expect(injectAfter.injectAfter.first?.message == [0, 18, 0, 2, 0, 0] && injectAfter.injectAfter.first?.direction == .aToB)
-        #expect(engine.decide(context(custom)).forward == [0x80, 0x05, 0x01, 0x02])
+        #expect(engine.decide(context(custom)).replacement == [0x80, 0x05, 0x01, 0x02])
         let replaced = engine.decide(context(shutdown))
-        #expect(replaced.forward == [0, 38] + [UInt8](repeating: 0x11, count: 32) + [0, 6, 0x00, 0x14, 0xde, 0xad, 0xbe, 0xef])
+        #expect(replaced.replacement == [0, 38] + [UInt8](repeating: 0x11, count: 32) + [0, 6, 0x00, 0x14, 0xde, 0xad, 0xbe, 0xef])
         let cut = engine.decide(context([0, 19, 0, 0]))
-        #expect(cut.disconnect == .before && cut.forward == nil)
+        #expect(cut.disconnect == .before && cut.delivery == .none)
         #expect(cut.annotations.first?.contains("disconnect before (-)") == true)
     }
 
@@ -135,7 +135,7 @@ struct RulesTests {
     func probability() throws {
         func run(seed: Int) throws -> [Bool] {
             var engine = RuleEngine(rules: try rules("seed: \(seed)\nrules:\n  - match: {type: ping, probability: 0.3}\n    action: drop\n"))
-            return (0..<1000).map { _ in engine.decide(context(ping)).forward == nil }
+            return (0..<1000).map { _ in engine.decide(context(ping)).delivery == .none }
         }
         let a = try run(seed: 1), b = try run(seed: 1), c = try run(seed: 2)
         #expect(a == b && a != c)
@@ -147,7 +147,7 @@ struct RulesTests {
     func fastPath() throws {
         var engine = RuleEngine(rules: try rules("rules:\n  - match: {type: ping}\n    action: drop\n"))
         #expect(!engine.mayApply(to: 19))
-        #expect(engine.decide(context([0, 19, 0, 0])).isPlainForward)
+        #expect(engine.decide(context([0, 19, 0, 0])).isNone)
     }
 
     @Test("dev-disconnect files translate into rules that fire once each, in order")
