@@ -7,10 +7,11 @@
 //   lnrr (CLI)
 //   LNReplay ─┐
 //   LNProxy ──┼─> LNTransportNIO ─> LNTransport ─> CSecp256k1, CSodium
-//             ├─> LNRules ─> LNWire
-//             └─> LNRecording
+//     │       ├─> LNRules ─> LNWire
+//     │       └─> LNRecording
+//     └─> LNRelay (the proxy's sans-I/O session core) ─> LNRules, LNRecording, LNWire
 //
-// LNTransport, LNWire, LNRecording and LNRules do no I/O and do not import NIO.
+// LNTransport, LNWire, LNRecording, LNRules and LNRelay do no I/O and do not import NIO.
 import PackageDescription
 
 /// Targets that only move bytes through NIO channels keep Swift 5 mode: their state is confined to
@@ -60,11 +61,13 @@ let package = Package(
             dependencies: ["LNTransport", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: nioGlue
         ),
-        // The man-in-the-middle proxy and the embedded test peer.
+        // The relay core: one proxied session as a state machine without I/O (no NIO), Swift 6 mode.
+        .target(name: "LNRelay", dependencies: ["LNWire", "LNRules", "LNRecording"]),
+        // The man-in-the-middle proxy (a NIO driver of LNRelay's core) and the embedded test peer.
         .target(
             name: "LNProxy",
             dependencies: [
-                "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules",
+                "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -112,6 +115,7 @@ let package = Package(
         .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
         .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
         .testTarget(name: "LNRulesTests", dependencies: ["LNRules", "LNWire"]),
+        .testTarget(name: "LNRelayTests", dependencies: ["LNRelay", "LNRules", "LNWire", "LNRecording"]),
         .testTarget(name: "LNReplayTests", dependencies: ["LNReplay", "LNRecording", "LNRules", "LNWire"], swiftSettings: nioGlue),
         .testTarget(
             name: "LNTransportNIOTests",

@@ -1,4 +1,6 @@
+import LNRelay
 import LNWire
+import NIOCore
 import NIOConcurrencyHelpers
 
 /// Errors the control socket reports to its clients.
@@ -21,53 +23,59 @@ public enum ControlError: Error, CustomStringConvertible {
 /// A live event for `subscribe` clients: a JSON object as text.
 public typealias ControlEvent = String
 
-/// Fan-out of session events to control-socket subscribers. Publishing costs one atomic-ish check
-/// when nobody listens, so sessions can call it on every message.
-final class EventBus: @unchecked Sendable {
-    private let subscribers = NIOLockedValueBox<[Int: (ControlEvent) -> Void]>([:])
+/// Fan-out of session events to control-socket subscribers. Sessions on every event loop ask
+/// `active` before formatting an event, and subscribe/unsubscribe change it from the control
+/// socket's threads: every access goes through one lock (uncontended and only for the messages
+/// that may interest a subscriber: custom messages, rule actions, phase changes).
+final class EventBus: Sendable {
+    private let subscribers = NIOLockedValueBox<[Int: @Sendable (ControlEvent) -> Void]>([:])
     private let nextID = NIOLockedValueBox(0)
-    private(set) var active = false
 
     /// How many subscribers there are.
     var count: Int { subscribers.withLockedValue { $0.count } }
 
-    func subscribe(_ deliver: @escaping (ControlEvent) -> Void) -> Int {
+    /// Whether anyone listens (read under the lock: it was a plain Bool raced from every loop).
+    var active: Bool { subscribers.withLockedValue { !$0.isEmpty } }
+
+    func subscribe(_ deliver: @escaping @Sendable (ControlEvent) -> Void) -> Int {
         let id = nextID.withLockedValue { $0 += 1; return $0 }
         subscribers.withLockedValue { $0[id] = deliver }
-        active = true
         return id
     }
 
     func unsubscribe(_ id: Int) {
-        let empty = subscribers.withLockedValue { $0[id] = nil; return $0.isEmpty }
-        if empty { active = false }
+        subscribers.withLockedValue { $0[id] = nil }
     }
 
     func publish(_ event: @autoclosure () -> ControlEvent) {
-        guard active else { return }
+        let targets = subscribers.withLockedValue { Array($0.values) }
+        guard !targets.isEmpty else { return }
         let text = event()
-        for deliver in subscribers.withLockedValue({ Array($0.values) }) { deliver(text) }
+        for deliver in targets { deliver(text) }
     }
 }
 
 extension ProxySession {
-    /// Publishes custom messages, rule actions and phase changes for `subscribe` clients.
-    func publishMessage(_ message: [UInt8], _ direction: Direction, action: String?, phaseChanges: [String] = [], annotations: [String] = []) {
+    /// Formats a core notice for `subscribe` clients, only when someone listens.
+    func publish(_ notice: SessionNotice<ByteBuffer>) {
         let bus = context.events
-        guard bus.active, message.count >= 2 else { return }
-        let type = UInt16(message[0]) << 8 | UInt16(message[1])
+        guard bus.active else { return }
         let sessionID = id
-        if type >= 32768 || action != nil {
-            var json = "{\"event\":\"\(type >= 32768 ? "custommsg" : "message")\",\"session\":\(sessionID),\"direction\":\"\(direction.rawValue)\",\"type\":\(type),\"name\":\"\(MessageCatalogue.displayName(of: type))\",\"hex\":\"\(HexString.encode(message))\""
+        switch notice {
+        case .sessionStart(let nodeA, let nodeB, let transparent):
+            bus.publish("{\"event\":\"session-start\",\"session\":\(sessionID),\"node_a\":\"\(nodeA)\",\"node_b\":\"\(nodeB)\",\"transparent\":\(transparent)}")
+        case .sessionEnd(let reason):
+            bus.publish("{\"event\":\"session-end\",\"session\":\(sessionID),\"reason\":\"\(reason.kind.rawValue)\",\"detail\":\(jsonQuoted(reason.detail))}")
+        case .phase(let change):
+            bus.publish("{\"event\":\"phase\",\"session\":\(sessionID),\"change\":\"\(change)\"}")
+        case .rule(let direction, let type, let note):
+            bus.publish("{\"event\":\"rule\",\"session\":\(sessionID),\"direction\":\"\(direction.rawValue)\",\"type\":\(type),\"action\":\(jsonQuoted(note))}")
+        case .message(let message, let direction, let action):
+            guard let type = message.messageType, type >= 32768 || action != nil else { return }
+            var json = "{\"event\":\"\(type >= 32768 ? "custommsg" : "message")\",\"session\":\(sessionID),\"direction\":\"\(direction.rawValue)\",\"type\":\(type),\"name\":\"\(MessageCatalogue.displayName(of: type))\",\"hex\":\"\(HexString.encode(message.bytes))\""
             if let action { json += ",\"action\":\"\(action)\"" }
             json += "}"
             bus.publish(json)
-        }
-        for change in phaseChanges {
-            bus.publish("{\"event\":\"phase\",\"session\":\(sessionID),\"change\":\"\(change)\"}")
-        }
-        for note in annotations {
-            bus.publish("{\"event\":\"rule\",\"session\":\(sessionID),\"direction\":\"\(direction.rawValue)\",\"type\":\(type),\"action\":\(jsonQuoted(note))}")
         }
     }
 }

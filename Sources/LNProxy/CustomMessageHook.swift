@@ -1,13 +1,8 @@
 import Foundation
+import LNRelay
 import LNWire
 import Logging
 
-/// What a custom-message hook decided.
-enum HookVerdict: Equatable {
-    case `continue`
-    case drop
-    case replace([UInt8])
-}
 
 /// Runs `--custommsg-hook CMD` for one custom message, in the manner of Core Lightning's custommsg
 /// hook: the command gets `{"peer_id", "direction", "payload"}` on stdin and answers

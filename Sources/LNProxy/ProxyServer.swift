@@ -81,10 +81,6 @@ final class ProxyContext: Sendable {
         self.logger = logger
         self.currentRules = NIOLockedValueBox((configuration.rules, configuration.rulesFile, configuration.rulesSHA256))
     }
-
-    func describePeer(_ handler: SideHandler?) -> String {
-        handler?.remoteAddressDescription ?? "unknown"
-    }
 }
 
 /// Live sessions, for `listsessions` and shutdown. Sessions run on many event loops, hence the lock.
@@ -290,7 +286,7 @@ public final class ProxyServer: Sendable {
         }
         for session in context.registry.all {
             session.eventLoop.execute {
-                session.end(CloseReason(side: nil, kind: .shutdown, detail: "lnrr is shutting down"))
+                session.shutdown()
             }
         }
         try? await context.registry.whenEmpty(on: group.next()).get()

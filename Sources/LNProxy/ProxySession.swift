@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import LNRecording
+import LNRelay
 import LNRules
 import LNTransport
 import LNTransportNIO
@@ -8,135 +9,183 @@ import LNWire
 import NIOCore
 import NIOPosix
 
+extension ByteBuffer: RelayPayload {
+    public init(bytes: [UInt8]) {
+        self = ByteBufferAllocator().buffer(bytes: bytes)
+    }
+
+    @inlinable
+    public var byteCount: Int { readableBytes }
+
+    @inlinable
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeReadableBytes(body)
+    }
+}
+
 /// One proxied connection: a's channel, the upstream channel to b, and the recording between them.
 ///
-/// All state is confined to the event loop of a's channel; b's channel is created on the same loop,
-/// so relaying needs no locks and order per direction is the order of reads.
-public final class ProxySession: @unchecked Sendable {  // confined to its event loop; see above
+/// A thin driver: every decision is `SessionCore`'s. This class feeds it NIO's events and carries
+/// out its actions (writes, flushes, reads, timers, the recording, the hook, events for
+/// subscribers), as `ReplayDriver` does for `ReplayRunner`.
+///
+/// `@unchecked Sendable`: the registry hands sessions to other threads (the control socket,
+/// shutdown), which only ever reach them through `eventLoop.execute`/`submit`; `id`, `route`,
+/// `eventLoop`, `context` and `logger` are immutable. Every mutable field is touched on
+/// `eventLoop` alone (the channels of both sides are on that loop), which NIO's handlers
+/// guarantee and `eventLoop.preconditionInEventLoop` checks in debug builds.
+public final class ProxySession: @unchecked Sendable {
     /// Process-unique session number (also the last part of the recording's file name).
     public let id: Int
     let route: ProxyRoute
     let eventLoop: EventLoop
     let context: ProxyContext
     let logger: Logger
-    /// When a connected, in nanoseconds since the epoch.
-    let startedNanos: UInt64
 
+    private var core: SessionCore<ByteBuffer>
     private var a: SideHandler?
     private var b: SideHandler?
     private(set) var aNode: NodeID?
-    private(set) var transparent = false
-    private var bReady = false
-    private var aInactive = false
-    private var bInactive = true  // until b's channel exists
-    private var closeReason: CloseReason?
-    private var finished = false
-
-    /// Messages a sent before the upstream was ready, delivered in order once it is.
-    private var heldForB = CircularBuffer<ByteBuffer>()
-    private var heldBytes = 0
-    /// Above this many held bytes, a is not read until the upstream is up.
-    private static let holdLimit = 256 * 1024
-
     private var recorder: RecordingWriter?
-    /// Ends the session if a handshake (a's, then b's) takes longer than the configured limit.
-    private var handshakeDeadline: Scheduled<Void>?
-    /// True while the recording is behind: no side is read until it catches up.
-    private var recorderBlocked = false
-
-    /// Each channel's phase (Core Lightning's ownership model); changes are annotated in the recording.
-    private(set) var stage = RuleStage(rules: nil)
-    var phases: PhaseTracker { stage.phases }
-    private(set) var messagesAToB = 0
-    private(set) var messagesBToA = 0
+    private var timers: [SessionTimer: Scheduled<Void>] = [:]
+    /// Reused for every event, so relaying a message allocates no action list.
+    private var actions: [SessionAction<ByteBuffer>] = []
+    /// Events that arrive while actions are being carried out (a write can fire a writability
+    /// change, a close fires inactive): handled right after, in order.
+    private var inbox = CircularBuffer<SessionEvent<ByteBuffer>>()
+    private var draining = false
 
     init(id: Int, route: ProxyRoute, eventLoop: EventLoop, context: ProxyContext) {
         self.id = id
         self.route = route
         self.eventLoop = eventLoop
         self.context = context
-        self.startedNanos = wallClockNanos()
         var logger = context.logger
         logger[metadataKey: "session"] = "\(id)"
         self.logger = logger
-        stage.nodeB = route.upstream.nodeID.hex
+        let configuration = context.configuration
         let rules = context.currentRules.withLockedValue { $0 }
-        setRules(rules.rules, file: rules.file, sha256: rules.sha256)
+        let settings = SessionSettings(
+            id: id, nodeB: route.upstream.nodeID.hex, listen: route.listen.description, upstream: route.upstream.description,
+            lnrrVersion: configuration.lnrrVersion, syncMode: configuration.syncMode,
+            records: configuration.recordingDirectory != nil, requireTransparent: configuration.requireTransparent,
+            handshakeTimeoutNanos: UInt64(max(0, configuration.handshakeTimeout.nanoseconds)),
+            customMessageHook: configuration.customMessageHook != nil, startedWallNanos: wallClockNanos())
+        core = SessionCore(settings: settings, rules: rules.rules, rulesFile: rules.file, rulesSHA256: rules.sha256,
+                           now: Self.monotonicNanos())
     }
 
-    // MARK: Wiring
+    @inline(__always)
+    private static func monotonicNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    /// Hands `event` to the core and carries out what it asks.
+    func feed(_ event: SessionEvent<ByteBuffer>) {
+        if draining {
+            inbox.append(event)
+            return
+        }
+        draining = true
+        defer { draining = false }
+        var next: SessionEvent<ByteBuffer>? = event
+        while let event = next {
+            core.handle(event, now: Self.monotonicNanos(), into: &actions)
+            perform()
+            next = inbox.popFirst()
+        }
+    }
+
+    // MARK: Wiring (called by SideHandler on the event loop)
 
     func attach(_ handler: SideHandler) {
         switch handler.side {
         case .a: a = handler
-        case .b: b = handler; bInactive = false
+        case .b: b = handler
         }
-        armHandshakeDeadline(for: handler.side)
+        feed(.attached(handler.side, remoteAddress: handler.remoteAddressDescription))
     }
 
-    private func armHandshakeDeadline(for side: Side) {
-        handshakeDeadline?.cancel()
-        let limit = context.configuration.handshakeTimeout
-        handshakeDeadline = eventLoop.scheduleTask(in: limit) { [weak self] in
-            guard let self else { return }
-            let who = side == .a ? "a did not complete its handshake" : "b did not answer the handshake"
-            self.end(CloseReason(side: side, kind: .handshakeFailure, detail: "\(who) within \(limit.nanoseconds / 1_000_000) ms"))
-        }
+    func handshakeCompleted(side: Side, remote: NodeID) {
+        if side == .a { aNode = remote }
+        feed(.handshakeCompleted(side, remoteNodeID: remote.hex, keyHeld: side == .a && context.keyring.secret(for: remote) != nil))
     }
 
-    /// Whether `side`'s socket may be read now.
-    func mayRead(_ side: Side) -> Bool {
-        if recorderBlocked || halted == .blackhole { return false }
-        // A slow hook holds its direction; stop reading that side before the queue grows large.
-        if (hookQueue[side.sending]?.count ?? 0) > 256 { return false }
-        switch side {
-        case .a:
-            guard bReady else { return heldBytes < Self.holdLimit }
-            return b?.isWritable ?? false
-        case .b:
-            return a?.isWritable ?? false
-        }
+    func failed(side: Side, error: Error) {
+        feed(.failed(Self.reason(for: error, side: side)))
     }
 
-    func becameWritable(side: Side) {
-        handler(side.other)?.resumeReadingIfAllowed()
+    func setRules(_ rules: RuleSet?, file: String?, sha256: String?) {
+        feed(.rulesChanged(rules, file: file, sha256: sha256))
+    }
+
+    /// Ends the session because lnrr is shutting down.
+    func shutdown() {
+        feed(.shutdown)
     }
 
     private func handler(_ side: Side) -> SideHandler? { side == .a ? a : b }
 
-    // MARK: Handshakes
+    // MARK: Actions
 
-    func handshakeCompleted(side: Side, remote: NodeID) {
-        switch side {
-        case .a: aHandshakeDone(aNode: remote)
-        case .b: bHandshakeDone()
+    private func perform() {
+        var index = 0
+        while index < actions.count {
+            if !perform(actions[index]) { break }
+            index += 1
         }
+        actions.removeAll(keepingCapacity: true)
     }
 
-    private func aHandshakeDone(aNode: NodeID) {
-        self.aNode = aNode
-        stage.nodeA = aNode.hex
-        let identity: NodeSecret
-        if let secret = context.keyring.secret(for: aNode) {
-            identity = secret
-            transparent = true
-        } else if context.configuration.requireTransparent {
-            openRecorder()
-            recordEvent(.init(name: "handshake", fields: ["side": .string("a"), "node_id": .string(aNode.hex)]))
-            end(CloseReason(side: .a, kind: .refused,
-                            detail: "no key for a (\(aNode.hex)) in the keyring and --require-transparent is set"))
-            return
-        } else {
-            identity = context.proxyIdentity
-            transparent = false
+    /// Carries out one action; false abandons the rest of the step (the recording could not be made).
+    private func perform(_ action: SessionAction<ByteBuffer>) -> Bool {
+        switch action {
+        case .deliver(let message, let side):
+            handler(side)?.write(message)
+        case .recordMessage(let message, let direction, let at, let comments, let batched):
+            guard let recorder else { break }
+            message.withUnsafeReadableBytes {
+                recorder.message($0, direction: direction, timestampNanos: at, comments: comments, deferWake: batched)
+            }
+        case .flush(let side):
+            handler(side)?.flush()
+        case .kickRecorder:
+            // One wake-up of the recording thread per socket read, not per message.
+            recorder?.kick()
+        case .setReading(let side, let allowed):
+            handler(side)?.setReading(allowed)
+        case .publish(let notice):
+            publish(notice)
+        case .recordEvent(let event, let at):
+            recorder?.event(event, timestampNanos: at)
+        case .openRecording(let metadata):
+            return openRecording(metadata)
+        case .dialUpstream(let transparent):
+            let identity = transparent ? aNode.flatMap { context.keyring.secret(for: $0) } ?? context.proxyIdentity : context.proxyIdentity
+            dialUpstream(as: identity)
+        case .runHook(let peerID, let direction, let message):
+            runHook(peerID: peerID, direction: direction, message: message)
+        case .wake(let timer, let at):
+            timers[timer]?.cancel()
+            timers[timer] = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at)) { [weak self] in
+                guard let self else { return }
+                self.timers[timer] = nil
+                self.feed(.timerFired(timer))
+            }
+        case .cancelWake(let timer):
+            timers.removeValue(forKey: timer)?.cancel()
+        case .close(let side):
+            handler(side)?.close()
+        case .log(let level, let message):
+            switch level {
+            case .debug: logger.debug("\(message)")
+            case .info: logger.info("\(message)")
+            case .notice: logger.notice("\(message)")
+            case .warning: logger.warning("\(message)")
+            case .error: logger.error("\(message)")
+            }
+        case .finished:
+            finish()
         }
-        openRecorder()
-        recordEvent(.init(name: "handshake", fields: [
-            "side": .string("a"), "node_id": .string(aNode.hex), "transparent": .bool(transparent),
-        ]))
-        logger.info("a connected", metadata: ["a": "\(aNode.hex)", "transparent": "\(transparent)"])
-        context.events.publish("{\"event\":\"session-start\",\"session\":\(id),\"node_a\":\"\(aNode.hex)\",\"node_b\":\"\(route.upstream.nodeID.hex)\",\"transparent\":\(transparent)}")
-        dialUpstream(as: identity)
+        return true
     }
 
     private func dialUpstream(as identity: NodeSecret) {
@@ -156,315 +205,37 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
             }
             .connect(host: upstream.host, port: upstream.port)
             .whenFailure { [self] error in
-                self.end(CloseReason(side: .b, kind: .upstreamUnreachable,
-                                     detail: "\(upstream.host):\(upstream.port): \(error)"))
+                self.feed(.upstreamUnreachable("\(upstream.host):\(upstream.port): \(error)"))
             }
     }
 
-    private func bHandshakeDone() {
-        handshakeDeadline?.cancel()
-        handshakeDeadline = nil
-        bReady = true
-        recordEvent(.init(name: "handshake", fields: ["side": .string("b"), "node_id": .string(route.upstream.nodeID.hex)]))
-        guard closeReason == nil, let b else { return }
-        while let message = heldForB.popFirst() {
-            b.write(message)
+    private func runHook(peerID: String?, direction: Direction, message: [UInt8]) {
+        guard let hook = context.configuration.customMessageHook else { return }
+        let loop = eventLoop
+        hook.run(peerID: peerID, direction: direction, message: message) { [weak self] verdict, problem in
+            loop.execute { self?.feed(.hookAnswered(direction, verdict, problem: problem)) }
         }
-        heldBytes = 0
-        b.flush()
-        a?.resumeReadingIfAllowed()
     }
 
-    // MARK: Relaying
-
-    func received(_ message: ByteBuffer, from side: Side) {
-        let direction = side.sending
-        let now = wallClockNanos()
-        if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
-        var decision: RuleEffects?
-        // The record the hook will be asked about: the replacement when a rule replaced the message.
-        var hookRecord = -1
-        message.withUnsafeReadableBytes { bytes in
-            var comments: [String] = []
-            var observation: PhaseObservation
-            if halted != nil {
-                observation = stage.observe(bytes, direction: direction)
-                comments.append("not delivered: the connection is \(halted!.rawValue) by a rule")
-            } else {
-                let plan = stage.process(bytes, direction: direction)
-                observation = plan.observation
-                if !plan.isPlain { decision = plan.effects }
-            }
-            comments = (observation.changes.isEmpty ? [] : observation.changes.map { "phase \($0.description)" }) + comments
-            comments += decision?.annotations ?? []
-            if context.events.active {
-                publishMessage(Array(bytes), direction, action: decision.map { $0.delivery == .none } == true ? "dropped" : nil,
-                               phaseChanges: observation.changes.map(\.description), annotations: decision?.annotations ?? [])
-            }
-            guard recorder != nil else { return }
-            // `delivery:` comments let a replay tell what the receiver actually got (docs/recording-format.md).
-            let replacement = decision?.replacement
-            if halted != nil || decision?.delivery == RuleEffects.Delivery.none {
-                comments.append(DeliveryNote.none.comment)
-            } else if replacement != nil {
-                comments.append(DeliveryNote.replaced.comment)
-            } else if decision?.copies == 2 {
-                comments.append(DeliveryNote.twice.comment)
-            }
-            // Messages injected before this one reach the receiver first, so they are recorded first.
-            for injected in decision?.injectBefore ?? [] {
-                recordInjection(injected.message, injected.direction, note: decision!.annotations)
-            }
-            let index = recordMessage(bytes, direction, timestampNanos: now, comments: comments, deferWake: true)
-            hookRecord = index
-            if let replacement {
-                let note: DeliveryNote = decision!.copies == 2 ? .replacementTwice : .replacement
-                hookRecord = recordMessage(replacement, direction, timestampNanos: now, comments: [note.comment, "replacement for #\(index)"])
-            }
-        }
-        guard closeReason == nil, halted == nil else { return }
-        if let hook = context.configuration.customMessageHook {
-            // Rules run first: a custom message the rules drop never reaches the hook.
-            let isCustom = (message.getInteger(at: message.readerIndex, as: UInt16.self).map { $0 >= 32768 } ?? false)
-                && decision?.delivery != RuleEffects.Delivery.none
-            if isCustom || hookRunning.contains(direction) || !(hookQueue[direction]?.isEmpty ?? true) {
-                // Order per direction is kept: everything behind a custom message waits for its hook.
-                hookQueue[direction, default: []].append((message, decision, isCustom, hookRecord))
-                pumpHook(direction, hook)
-                return
-            }
-        }
-        relay(message, decision, direction)
-    }
-
-    private func relay(_ message: ByteBuffer, _ decision: RuleEffects?, _ direction: Direction) {
-        guard let decision else {
-            deliver(message, direction)
-            return
-        }
-        apply(decision, original: message, direction: direction)
-    }
-
-    // MARK: Custom message hook
-
-    private var hookQueue: [Direction: CircularBuffer<(ByteBuffer, RuleEffects?, Bool, Int)>] = [:]
-    private var hookRunning = Set<Direction>()
-
-    private func pumpHook(_ direction: Direction, _ hook: CustomMessageHook) {
-        while !hookRunning.contains(direction), let (message, decision, isCustom, record) = hookQueue[direction]?.first {
-            guard closeReason == nil, halted == nil else { hookQueue[direction]?.removeAll(); return }
-            guard isCustom else {
-                _ = hookQueue[direction]?.popFirst()
-                relay(message, decision, direction)
-                continue
-            }
-            hookRunning.insert(direction)
-            let sender = direction == .aToB ? aNode?.hex : route.upstream.nodeID.hex
+    private func openRecording(_ metadata: SessionMetadata) -> Bool {
+        guard let directory = context.configuration.recordingDirectory else { return true }
+        do {
             let loop = eventLoop
-            hook.run(peerID: sender, direction: direction, message: decision?.replacement ?? Array(message.readableBytesView)) { [weak self] verdict, problem in
-                loop.execute {
-                    guard let self else { return }
-                    self.hookRunning.remove(direction)
-                    _ = self.hookQueue[direction]?.popFirst()
-                    if let problem { self.logger.warning("custommsg hook ignored (message continues): \(problem)") }
-                    var fields: [String: RecordingEventValue] = ["direction": .string(direction.rawValue)]
-                    if record >= 0 { fields["message"] = .int(record) }
-                    switch verdict {
-                    case .continue:
-                        fields["result"] = .string(problem == nil ? "continue" : "continue (hook ignored: \(problem!))")
-                        self.relay(message, decision, direction)
-                    case .drop:
-                        fields["result"] = .string("drop")
-                    case .replace(let bytes):
-                        fields["result"] = .string("replace")
-                        fields["payload"] = .string(HexString.encode(bytes))
-                        if self.recorder != nil {
-                            self.recordMessage(bytes, direction, timestampNanos: wallClockNanos(),
-                                               comments: [DeliveryNote.replacement.comment, "replacement for #\(record) by the custommsg hook"])
-                        }
-                        self.relay(ByteBufferAllocator().buffer(bytes: bytes), decision.map { d in
-                            var d = d
-                            if d.delivery != .none { d.delivery = .replacement(bytes) }
-                            return d
-                        }, direction)
-                    }
-                    self.recordEvent(.init(name: "hook", fields: fields))
-                    // Messages that waited behind this one are relayed by the pump; flush them together.
-                    self.pumpHook(direction, hook)
-                    self.handler(direction == .aToB ? .b : .a)?.flush()
-                    self.handler(direction == .aToB ? .a : .b)?.resumeReadingIfAllowed()
-                }
-            }
+            recorder = try RecordingWriter(
+                directory: directory, metadata: metadata, sync: context.configuration.syncMode,
+                onBackpressure: { [weak self] behind in loop.execute { self?.feed(.recorderBackpressure(behind)) } },
+                onFailure: { [weak self] why in loop.execute { self?.feed(.recordingFailed(why)) } })
+            return true
+        } catch {
+            // Nothing else of this step can happen without a recording; the core ends the session.
+            inbox.append(.recordingUnavailable("\(directory): \(error)"))
+            return false
         }
     }
 
-    // MARK: Rules
-
-    /// Set by a `blackhole` or `stall` disconnect: nothing more is relayed or read.
-    private var halted: DisconnectKind?
-    /// Messages held back per direction by a `delay`, in order, with when each may go.
-    private var delayed: [Direction: CircularBuffer<(ByteBuffer, NIODeadline)>] = [:]
-
-    private var rulesFile: String?
-    private var rulesSHA256: String?
-
-    func setRules(_ rules: RuleSet?, file: String?, sha256: String?) {
-        let reloaded = stage.engine != nil || rulesFile != nil
-        stage.setRules(rules)
-        rulesFile = file
-        rulesSHA256 = sha256
-        if reloaded, recorder != nil {
-            var fields: [String: RecordingEventValue] = ["rules": .int(rules?.rules.count ?? 0)]
-            if let file { fields["file"] = .string(file) }
-            if let sha256 { fields["sha256"] = .string(sha256) }
-            recordEvent(.init(name: "rules-reloaded", fields: fields))
-        }
-    }
-
-    private func apply(_ decision: RuleEffects, original: ByteBuffer, direction: Direction) {
-        // Recorded when the matched message was (they precede it); only delivered here.
-        for injected in decision.injectBefore { inject(injected.message, injected.direction, note: decision.annotations, record: false) }
-        if decision.delivers {
-            let buffer = decision.replacement.map { ByteBufferAllocator().buffer(bytes: $0) } ?? original
-            for _ in 0..<decision.copies {
-                if decision.delayMilliseconds > 0 {
-                    hold(buffer, direction, for: .milliseconds(Int64(decision.delayMilliseconds)))
-                } else {
-                    deliver(buffer, direction)
-                }
-            }
-        }
-        for injected in decision.injectAfter { inject(injected.message, injected.direction, note: decision.annotations) }
-        guard let kind = decision.disconnect else { return }
-        switch kind {
-        case .before:
-            end(disconnectReason(kind))
-        case .after, .afterReceive:
-            // Close once the message has been handed to the receiver's socket.
-            handler(direction == .aToB ? .b : .a)?.flush()
-            end(disconnectReason(kind))
-        case .drop:
-            break
-        case .blackhole, .stall:
-            if kind == .stall { handler(direction == .aToB ? .b : .a)?.flush() }
-            halted = kind
-            recordEvent(.init(name: "rule-halt", fields: ["kind": .string(kind.rawValue)]))
-        }
-    }
-
-    private func disconnectReason(_ kind: DisconnectKind) -> CloseReason {
-        CloseReason(side: nil, kind: .disconnected, detail: "rule disconnect \(kind.rawValue) (\(kind.symbol))")
-    }
-
-    /// Sends a message lnrr made up, and records it as such.
-    func inject(_ message: [UInt8], _ direction: Direction, note: [String], record: Bool = true) {
-        let buffer = ByteBufferAllocator().buffer(bytes: message)
-        if record { recordInjection(message, direction, note: note) }
-        publishMessage(message, direction, action: "injected")
-        deliver(buffer, direction)
-        handler(direction == .aToB ? .b : .a)?.flush()
-    }
-
-    private func hold(_ message: ByteBuffer, _ direction: Direction, for delay: TimeAmount) {
-        let deadline = NIODeadline.now() + delay
-        let wasEmpty = delayed[direction, default: []].isEmpty
-        delayed[direction, default: []].append((message, deadline))
-        if wasEmpty { scheduleRelease(direction, at: deadline) }
-    }
-
-    private func scheduleRelease(_ direction: Direction, at deadline: NIODeadline) {
-        eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.release(direction) }
-    }
-
-    private func release(_ direction: Direction) {
-        guard closeReason == nil, halted == nil else { return }
-        while let (message, deadline) = delayed[direction]?.first {
-            if deadline > .now() {
-                scheduleRelease(direction, at: deadline)
-                break
-            }
-            _ = delayed[direction]?.popFirst()
-            deliverNow(message, direction)
-        }
-        handler(direction == .aToB ? .b : .a)?.flush()
-    }
-
-    /// Delivers in order: behind anything a `delay` is still holding in that direction.
-    private func deliver(_ message: ByteBuffer, _ direction: Direction) {
-        if let queue = delayed[direction], !queue.isEmpty {
-            delayed[direction]!.append((message, queue.last!.1))
-            return
-        }
-        deliverNow(message, direction)
-    }
-
-    private func deliverNow(_ message: ByteBuffer, _ direction: Direction) {
-        switch direction {
-        case .aToB:
-            if bReady, let b {
-                b.write(message)
-            } else {
-                heldBytes += message.readableBytes
-                heldForB.append(message)
-            }
-        case .bToA:
-            a?.write(message)
-        }
-    }
-
-    func readComplete(from side: Side) {
-        // One wake-up of the recording thread per socket read, not per message.
-        recorder?.kick()
-        if side == .a && !bReady { return }
-        handler(side.other)?.flush()
-    }
-
-    // MARK: Endings
-
-    func failed(side: Side, error: Error) {
-        end(Self.reason(for: error, side: side))
-    }
-
-    func inactive(side: Side) {
-        switch side {
-        case .a:
-            if aInactive { return }
-            aInactive = true
-        case .b:
-            if bInactive { return }
-            bInactive = true
-        }
-        if closeReason == nil {
-            end(CloseReason(side: side, kind: .eof, detail: side == .a ? "a closed the connection" : "b closed the connection"))
-        }
-        finishIfDone()
-    }
-
-    /// Ends the session for `reason`: records it, closes both sides. Idempotent; the first reason wins.
-    func end(_ reason: CloseReason) {
-        guard closeReason == nil else { return }
-        closeReason = reason
-        if recorder == nil { openRecorder() }
-        var fields: [String: RecordingEventValue] = ["reason": .string(reason.kind.rawValue)]
-        if let side = reason.side { fields["by"] = .string(side.rawValue) }
-        if !reason.detail.isEmpty { fields["detail"] = .string(reason.detail) }
-        recordEvent(.init(name: "close", fields: fields))
-        context.events.publish("{\"event\":\"session-end\",\"session\":\(id),\"reason\":\"\(reason.kind.rawValue)\",\"detail\":\(jsonQuoted(reason.detail))}")
-        if reason.kind == .eof || reason.kind == .shutdown {
-            logger.info("session ended: \(reason)")
-        } else {
-            logger.notice("session ended: \(reason)")
-        }
-        heldForB.removeAll()
-        handshakeDeadline?.cancel()
-        a?.close()
-        b?.close()
-        finishIfDone()
-    }
-
-    private func finishIfDone() {
-        guard !finished, closeReason != nil, aInactive || a == nil, bInactive || b == nil else { return }
-        finished = true
+    private func finish() {
+        for timer in timers.values { timer.cancel() }
+        timers.removeAll()
         guard let recorder else {
             context.registry.remove(self)
             return
@@ -494,101 +265,28 @@ public final class ProxySession: @unchecked Sendable {  // confined to its event
         return CloseReason(side: side, kind: .error, detail: "\(error)")
     }
 
-    // MARK: Recording
-
-    private func openRecorder() {
-        guard recorder == nil, let directory = context.configuration.recordingDirectory else { return }
-        let metadata = SessionMetadata(
-            lnrrVersion: context.configuration.lnrrVersion,
-            sessionID: id,
-            startedNanos: startedNanos,
-            nodeA: aNode?.hex,
-            nodeB: route.upstream.nodeID.hex,
-            listen: route.listen.description,
-            upstream: route.upstream.description,
-            transparent: transparent,
-            syncMode: context.configuration.syncMode,
-            rulesFile: rulesFile,
-            rulesSHA256: rulesSHA256
-        )
-        do {
-            let loop = eventLoop
-            recorder = try RecordingWriter(
-                directory: directory, metadata: metadata, sync: context.configuration.syncMode,
-                onBackpressure: { [weak self] blocked in loop.execute { self?.recorderBackpressure(blocked) } },
-                onFailure: { [weak self] why in
-                    loop.execute { self?.end(CloseReason(side: nil, kind: .error, detail: "recording failed: \(why)")) }
-                })
-            recordEvent(.init(name: "session-start", fields: ["a_address": .string(context.describePeer(a))]), at: startedNanos)
-        } catch {
-            logger.error("cannot create a recording in \(directory): \(error); ending the session so nothing goes unrecorded")
-            recorder = nil
-            closeReason = closeReason ?? CloseReason(side: nil, kind: .error, detail: "recording could not be created: \(error)")
-            a?.close()
-            b?.close()
-        }
-    }
-
-    private func recorderBackpressure(_ blocked: Bool) {
-        guard blocked != recorderBlocked else { return }
-        recorderBlocked = blocked
-        recordEvent(.init(name: "backpressure", fields: ["on": .bool(blocked), "cause": .string("recording")]))
-        if !blocked {
-            a?.resumeReadingIfAllowed()
-            b?.resumeReadingIfAllowed()
-        }
-    }
-
-    /// Messages recorded so far: the index the next one gets in the file (hook events refer to it).
-    private var recordedMessages = 0
-
-    @discardableResult
-    private func recordMessage(_ bytes: UnsafeRawBufferPointer, _ direction: Direction, timestampNanos: UInt64,
-                               comments: [String], deferWake: Bool = false) -> Int {
-        recorder?.message(bytes, direction: direction, timestampNanos: timestampNanos, comments: comments, deferWake: deferWake)
-        recordedMessages += 1
-        return recordedMessages - 1
-    }
-
-    @discardableResult
-    private func recordMessage(_ bytes: [UInt8], _ direction: Direction, timestampNanos: UInt64, comments: [String]) -> Int {
-        bytes.withUnsafeBytes { recordMessage($0, direction, timestampNanos: timestampNanos, comments: comments) }
-    }
-
-    private func recordInjection(_ message: [UInt8], _ direction: Direction, note: [String]) {
-        guard recorder != nil else { return }
-        recordMessage(message, direction, timestampNanos: wallClockNanos(),
-                      comments: ["injected by lnrr", DeliveryNote.injected.comment] + note.filter { $0.contains("injected") })
-    }
-
-    private func recordEvent(_ event: RecordingEvent, at nanos: UInt64? = nil) {
-        recorder?.event(event, timestampNanos: nanos ?? wallClockNanos())
-    }
-
     // MARK: Introspection
 
     /// A snapshot for `listsessions` and logs; call on the session's event loop.
     func snapshot() -> SessionSnapshot {
         SessionSnapshot(id: id, nodeA: aNode, nodeB: route.upstream.nodeID, listen: route.listen.description,
-                        upstream: route.upstream.description, transparent: transparent,
-                        startedNanos: startedNanos, messagesAToB: messagesAToB, messagesBToA: messagesBToA,
-                        recording: recorder?.path, connected: closeReason == nil && bReady,
-                        phase: phases.connectionPhase.rawValue,
-                        channels: phases.channels.map { ($0.id.hex, $0.phase.rawValue) })
+                        upstream: route.upstream.description, transparent: core.transparent,
+                        startedNanos: core.settings.startedWallNanos, messagesAToB: core.messagesAToB, messagesBToA: core.messagesBToA,
+                        recording: recorder?.path, connected: core.isConnected,
+                        phase: core.stage.phases.connectionPhase.rawValue,
+                        channels: core.stage.phases.channels.map { ($0.id.hex, $0.phase.rawValue) })
     }
 
-    /// Sends a message into the session from outside (control socket, hook): recorded as injected.
+    /// Sends a message into the session from outside (control socket): recorded as injected.
     /// Fails when the session has ended or the upstream is not connected yet.
     func injectFromControl(_ message: [UInt8], _ direction: Direction, source: String) throws {
-        guard closeReason == nil, bReady else { throw ControlError.notConnected }
-        // Rule injections are shown to the phase tracker by the stage; this one comes from outside.
-        message.withUnsafeBytes { _ = stage.observe($0, direction: direction) }
-        inject(message, direction, note: ["injected by \(source)"])
+        guard core.acceptsInjections else { throw ControlError.notConnected }
+        feed(.inject(message, direction, source: source))
     }
 
     /// Ends the session because the control socket asked.
     func disconnectFromControl() {
-        end(CloseReason(side: nil, kind: .disconnected, detail: "disconnect requested on the control socket"))
+        feed(.disconnect)
     }
 }
 

@@ -1,3 +1,4 @@
+import LNRelay
 import LNTransport
 import LNTransportNIO
 import NIOCore
@@ -5,9 +6,11 @@ import NIOCore
 /// Joins one side's channel to its ``ProxySession``: the glue-handler pattern.
 ///
 /// It sits after the BOLT 8 handler, so it sees whole decrypted messages. It forwards nothing itself;
-/// the session decides where each message goes. Its one job besides relaying events is back-pressure:
-/// it withholds `read()` from the socket while the session says this side must not read (the other
-/// side's socket is full, or the recording is behind), and releases it when the session says so.
+/// it passes the channel's events to the session and does what the session says. Its one job of its
+/// own is back-pressure: it withholds `read()` from the socket while the session says this side must
+/// not be read, and re-issues it when the session allows reading again.
+///
+/// Not `Sendable`: it lives on its channel's event loop.
 final class SideHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Never
@@ -16,8 +19,9 @@ final class SideHandler: ChannelDuplexHandler {
 
     let side: Side
     let session: ProxySession
-    fileprivate var context: ChannelHandlerContext?
+    private var context: ChannelHandlerContext?
     private var readPending = false
+    private var readingAllowed = true
 
     init(side: Side, session: ProxySession) {
         self.side = side
@@ -33,17 +37,17 @@ final class SideHandler: ChannelDuplexHandler {
         self.context = nil
         // A channel that never connected is torn down without channelInactive: this is the one
         // signal every channel gives when it goes away.
-        session.inactive(side: side)
+        session.feed(.closed(side))
     }
 
     // MARK: Inbound: from this side's node
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        session.received(unwrapInboundIn(data), from: side)
+        session.feed(.received(unwrapInboundIn(data), from: side))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        session.readComplete(from: side)
+        session.feed(.readComplete(side))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -59,19 +63,17 @@ final class SideHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        session.inactive(side: side)
+        session.feed(.closed(side))
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            session.becameWritable(side: side)
-        }
+        session.feed(.writabilityChanged(side, writable: context.channel.isWritable))
     }
 
     // MARK: Outbound
 
     func read(context: ChannelHandlerContext) {
-        if session.mayRead(side) {
+        if readingAllowed {
             context.read()
         } else {
             readPending = true
@@ -80,26 +82,16 @@ final class SideHandler: ChannelDuplexHandler {
 
     // MARK: Called by the session (same event loop)
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
-    var isActive: Bool { context?.channel.isActive ?? false }
-
-    /// Re-issues a read that was withheld, once the session allows reading again.
-    func resumeReadingIfAllowed() {
-        guard readPending, let context, session.mayRead(side) else { return }
+    /// Allows or withholds reads; a read withheld meanwhile is re-issued when allowed again.
+    func setReading(_ allowed: Bool) {
+        readingAllowed = allowed
+        guard allowed, readPending, let context else { return }
         readPending = false
         context.read()
     }
 
     func write(_ message: ByteBuffer) {
         context?.write(wrapOutboundOut(message), promise: nil)
-    }
-
-    func write(_ message: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        guard let context else {
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
-        }
-        context.write(wrapOutboundOut(message), promise: promise)
     }
 
     func flush() {
@@ -109,9 +101,7 @@ final class SideHandler: ChannelDuplexHandler {
     func close() {
         context?.close(promise: nil)
     }
-}
 
-extension SideHandler {
     /// The remote address of this side's socket, for events and logs.
     var remoteAddressDescription: String? {
         guard let address = context?.channel.remoteAddress else { return nil }

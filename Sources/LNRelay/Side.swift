@@ -54,3 +54,10 @@ public struct CloseReason: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 }
+
+/// What a custom-message hook decided about one message.
+public enum HookVerdict: Sendable, Equatable {
+    case `continue`
+    case drop
+    case replace([UInt8])
+}

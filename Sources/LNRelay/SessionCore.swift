@@ -1,0 +1,720 @@
+import LNRecording
+import LNRules
+import LNWire
+
+/// What one proxied session is told once, when it starts.
+public struct SessionSettings: Sendable {
+    /// Process-unique session number.
+    public var id: Int
+    /// b's node id, hex.
+    public var nodeB: String
+    /// The route, as recorded in the metadata.
+    public var listen: String
+    public var upstream: String
+    public var lnrrVersion: String
+    public var syncMode: SyncMode
+    /// Whether sessions are recorded (a recording directory is configured).
+    public var records: Bool
+    /// Refuse a dialer whose key is not held instead of relaying non-transparently.
+    public var requireTransparent: Bool
+    /// How long each side's BOLT 8 handshake may take.
+    public var handshakeTimeoutNanos: UInt64
+    /// Whether a custom-message hook is configured.
+    public var customMessageHook: Bool
+    /// Above this many bytes waiting in one direction (for the upstream, a hook or a delay), the
+    /// sending side is not read: every queue of the session is bounded.
+    public var holdLimit: Int
+    /// When the session began, in nanoseconds since the epoch (recordings carry wall-clock times).
+    public var startedWallNanos: UInt64
+
+    public init(id: Int, nodeB: String, listen: String, upstream: String, lnrrVersion: String, syncMode: SyncMode,
+                records: Bool, requireTransparent: Bool, handshakeTimeoutNanos: UInt64, customMessageHook: Bool,
+                holdLimit: Int = 256 * 1024, startedWallNanos: UInt64) {
+        self.id = id
+        self.nodeB = nodeB
+        self.listen = listen
+        self.upstream = upstream
+        self.lnrrVersion = lnrrVersion
+        self.syncMode = syncMode
+        self.records = records
+        self.requireTransparent = requireTransparent
+        self.handshakeTimeoutNanos = handshakeTimeoutNanos
+        self.customMessageHook = customMessageHook
+        self.holdLimit = holdLimit
+        self.startedWallNanos = startedWallNanos
+    }
+}
+
+/// The session's timers; a newer `wake` for the same timer replaces the older one.
+public enum SessionTimer: Hashable, Sendable {
+    /// The current handshake (a's, then b's) must be done by then.
+    case handshake
+    /// A `delay` in this direction is over.
+    case release(Direction)
+}
+
+/// Something that happened to a session, fed to `SessionCore.handle`.
+public enum SessionEvent<Payload: RelayPayload> {
+    /// A side's channel exists (a: accepted; b: the upstream connection was made).
+    case attached(Side, remoteAddress: String?)
+    /// A side's BOLT 8 handshake completed; for a, whether its key is in the keyring.
+    case handshakeCompleted(Side, remoteNodeID: String, keyHeld: Bool)
+    /// A whole decrypted message from a side.
+    case received(Payload, from: Side)
+    /// The end of one socket read (a batch of `received`).
+    case readComplete(Side)
+    /// A side's socket can take more bytes, or cannot.
+    case writabilityChanged(Side, writable: Bool)
+    /// The custom-message hook answered for the message at the head of `direction`.
+    case hookAnswered(Direction, HookVerdict, problem: String?)
+    case timerFired(SessionTimer)
+    /// The control socket sends a message (`source` names the method). Check `acceptsInjections` first.
+    case inject([UInt8], Direction, source: String)
+    /// The control socket asks to end the session.
+    case disconnect
+    /// The rules were replaced (reload, addrule, delrule).
+    case rulesChanged(RuleSet?, file: String?, sha256: String?)
+    /// The recording is behind (true) or caught up (false).
+    case recorderBackpressure(Bool)
+    /// Writing the recording failed: the session ends, so nothing goes unrecorded.
+    case recordingFailed(String)
+    /// The recording could not be created.
+    case recordingUnavailable(String)
+    /// A side's channel failed; the driver names the reason.
+    case failed(CloseReason)
+    /// The upstream could not be dialled.
+    case upstreamUnreachable(String)
+    /// A side's channel is gone.
+    case closed(Side)
+    /// lnrr is shutting down.
+    case shutdown
+}
+
+/// How loud a log line is.
+public enum SessionLogLevel: Sendable, Equatable { case debug, info, notice, warning, error }
+
+/// Something for `subscribe` clients. Built only when it may interest one; the driver formats it
+/// only when someone listens.
+public enum SessionNotice<Payload: RelayPayload> {
+    case sessionStart(nodeA: String, nodeB: String, transparent: Bool)
+    /// A custom message, or a message a rule acted on (`action` says how: dropped, injected).
+    case message(Payload, Direction, action: String?)
+    case phase(String)
+    case rule(Direction, type: UInt16, note: String)
+    case sessionEnd(CloseReason)
+}
+
+/// What the core asks its driver to do, in order.
+public enum SessionAction<Payload: RelayPayload> {
+    /// Dial the upstream, as a's own identity (transparent) or as the proxy's.
+    case dialUpstream(transparent: Bool)
+    /// Write a message to a side's socket (not flushed yet).
+    case deliver(Payload, to: Side)
+    case flush(Side)
+    /// Allow or withhold reads from a side's socket.
+    case setReading(Side, Bool)
+    /// Create the recording; on failure feed `recordingUnavailable` (the rest of this step is moot).
+    case openRecording(SessionMetadata)
+    /// Record a message; `batched` ones reach the disk with the next `kickRecorder`.
+    case recordMessage(Payload, Direction, atNanos: UInt64, comments: [String], batched: Bool)
+    case recordEvent(RecordingEvent, atNanos: UInt64)
+    /// Wake the recording's writer for the batched records.
+    case kickRecorder
+    case publish(SessionNotice<Payload>)
+    /// Ask the custom-message hook about a message; answer with `hookAnswered`.
+    case runHook(peerID: String?, Direction, message: [UInt8])
+    /// Feed `timerFired(timer)` at this monotonic time (nanoseconds).
+    case wake(SessionTimer, atNanos: UInt64)
+    case cancelWake(SessionTimer)
+    /// Close a side's socket.
+    case close(Side)
+    case log(SessionLogLevel, String)
+    /// Both sides are gone: close the recording, forget the session.
+    case finished(CloseReason)
+}
+
+/// One proxied session as a state machine without I/O: events in, actions out.
+///
+/// It owns every decision the proxy makes about a session: the handshake order, the rules (through
+/// `RuleStage` and `EffectPlan`, as replay does), the hook, delays, back-pressure, what is recorded
+/// and why a session ends. `ProxySession` feeds it NIO's events and carries out its actions; the
+/// transcript tests (Tests/LNRelayTests) feed it events directly.
+///
+/// Ordering is one mechanism per direction: a queue. Messages waiting for the upstream, behind a
+/// delay or behind a hook all wait in it, in order, and the head decides when the rest may go.
+public struct SessionCore<Payload: RelayPayload> {
+    /// Where the session is in its life.
+    public enum Lifecycle: Equatable, Sendable {
+        /// a has connected; its handshake runs.
+        case awaitingA
+        /// a is authenticated; b is being dialled and authenticated. a's messages wait.
+        case connectingB
+        /// Both sides are up; messages flow.
+        case relaying
+        /// A `blackhole` or `stall` rule wedged the connection: nothing more is relayed.
+        case halted(DisconnectKind)
+        /// The session is ending for this reason; its sockets are closing.
+        case closing(CloseReason)
+        /// Both sockets are gone.
+        case finished(CloseReason)
+    }
+
+    /// One entry of a direction's queue.
+    enum Held {
+        /// Deliver this message.
+        case message(Payload)
+        /// Everything behind waits until then (a `delay`).
+        case wait(untilNanos: UInt64)
+        /// The subject of a hook call: everything behind waits for the verdict.
+        case hook(HeldHook)
+        /// The connection ends or is wedged here (a rule's `disconnect`).
+        case end(DisconnectKind)
+    }
+
+    struct HeldHook {
+        var subject: Payload
+        var copies: Int
+        /// The record the hook event refers to (-1 when not recording).
+        var record: Int
+        var started = false
+    }
+
+    enum RecordingState { case notOpen, open, unavailable }
+
+    public let settings: SessionSettings
+    public private(set) var lifecycle: Lifecycle = .awaitingA
+    /// a's node id (hex), once its handshake is done.
+    public private(set) var nodeA: String?
+    /// Whether the upstream sees a's own identity (its key is held).
+    public private(set) var transparent = false
+    public private(set) var messagesAToB = 0
+    public private(set) var messagesBToA = 0
+    /// Phases and rules, shared with replay.
+    public private(set) var stage: RuleStage
+
+    private var recording = RecordingState.notOpen
+    private var rulesFile: String?
+    private var rulesSHA256: String?
+    /// Sides whose channel exists.
+    private var channels: Set<Side> = []
+    private var aAddress: String?
+    private var writableA = true
+    private var writableB = true
+    private var readingA = true
+    private var readingB = true
+    private var recorderBehind = false
+    /// One ordered queue per direction, and the bytes each holds.
+    private var queueAToB = HeldQueue<Held>()
+    private var queueBToA = HeldQueue<Held>()
+    private var heldBytesAToB = 0
+    private var heldBytesBToA = 0
+    /// Messages recorded so far: the index the next one gets (hook events refer to it).
+    public private(set) var recordedMessages = 0
+    private let startedMonotonicNanos: UInt64
+
+    /// A session whose a has just connected, at monotonic time `now`.
+    public init(settings: SessionSettings, rules: RuleSet?, rulesFile: String?, rulesSHA256: String?, now: UInt64) {
+        self.settings = settings
+        self.stage = RuleStage(rules: rules, nodeB: settings.nodeB)
+        self.rulesFile = rulesFile
+        self.rulesSHA256 = rulesSHA256
+        self.startedMonotonicNanos = now
+    }
+
+    // MARK: Queries
+
+    /// Whether control-socket injections are accepted (both sides up, relaying).
+    public var acceptsInjections: Bool {
+        if case .relaying = lifecycle { return true }
+        return false
+    }
+
+    /// Both sides are up and the session has not ended (a halted connection is still connected).
+    public var isConnected: Bool {
+        switch lifecycle {
+        case .relaying, .halted: true
+        default: false
+        }
+    }
+
+    /// Why the session ended, once it has.
+    public var closeReason: CloseReason? {
+        switch lifecycle {
+        case .closing(let r), .finished(let r): r
+        default: nil
+        }
+    }
+
+    /// Whether the recording is open.
+    public var isRecording: Bool { recording == .open }
+
+    // MARK: Events
+
+    /// Handles one event at monotonic time `now`, appending the actions it causes to `actions`.
+    public mutating func handle(_ event: SessionEvent<Payload>, now: UInt64, into actions: inout [SessionAction<Payload>]) {
+        switch event {
+        case .received(let message, let side):
+            received(message, from: side, now: now, &actions)
+        case .readComplete(let side):
+            if recording == .open { actions.append(.kickRecorder) }
+            if releases(side.sending) { actions.append(.flush(side.other)) }
+        case .writabilityChanged(let side, let writable):
+            if side == .a { writableA = writable } else { writableB = writable }
+        case .attached(let side, let address):
+            attached(side, address: address, now: now, &actions)
+        case .handshakeCompleted(let side, let remote, let keyHeld):
+            if side == .a { aAuthenticated(remote, keyHeld: keyHeld, now: now, &actions) } else { bAuthenticated(now: now, &actions) }
+        case .hookAnswered(let direction, let verdict, let problem):
+            hookAnswered(direction, verdict, problem: problem, now: now, &actions)
+        case .timerFired(.handshake):
+            switch lifecycle {
+            case .awaitingA:
+                end(CloseReason(side: .a, kind: .handshakeFailure,
+                                detail: "a did not complete its handshake within \(settings.handshakeTimeoutNanos / 1_000_000) ms"), now: now, &actions)
+            case .connectingB:
+                end(CloseReason(side: .b, kind: .handshakeFailure,
+                                detail: "b did not answer the handshake within \(settings.handshakeTimeoutNanos / 1_000_000) ms"), now: now, &actions)
+            default:
+                break
+            }
+        case .timerFired(.release(let direction)):
+            pump(direction, now: now, &actions)
+            if closeReason == nil { actions.append(.flush(direction.receiver)) }
+        case .inject(let message, let direction, let source):
+            guard acceptsInjections else { break }
+            // The receiver sees it, so the phases do (the rules' own injections go through the stage).
+            message.withUnsafeBytes { _ = stage.observe($0, direction: direction) }
+            injected(message, direction, notes: ["injected by \(source)"], now: now, &actions)
+            pump(direction, now: now, &actions)
+            actions.append(.flush(direction.receiver))
+        case .disconnect:
+            end(CloseReason(side: nil, kind: .disconnected, detail: "disconnect requested on the control socket"), now: now, &actions)
+        case .rulesChanged(let rules, let file, let sha256):
+            let reloaded = stage.engine != nil || rulesFile != nil
+            stage.setRules(rules)
+            rulesFile = file
+            rulesSHA256 = sha256
+            if reloaded, recording == .open {
+                var fields: [String: RecordingEventValue] = ["rules": .int(rules?.rules.count ?? 0)]
+                if let file { fields["file"] = .string(file) }
+                if let sha256 { fields["sha256"] = .string(sha256) }
+                recordEvent(.rulesReloaded, fields, now: now, &actions)
+            }
+        case .recorderBackpressure(let behind):
+            guard behind != recorderBehind else { break }
+            recorderBehind = behind
+            recordEvent(.backpressure, ["on": .bool(behind), "cause": .string("recording")], now: now, &actions)
+        case .recordingFailed(let why):
+            end(CloseReason(side: nil, kind: .error, detail: "recording failed: \(why)"), now: now, &actions)
+        case .recordingUnavailable(let why):
+            recording = .unavailable
+            actions.append(.log(.error, "cannot create a recording: \(why); ending the session so nothing goes unrecorded"))
+            if closeReason != nil {
+                // The session was already ending when the recording was opened to note why: the
+                // driver dropped the rest of that step, the closes included, so they come again.
+                for side in [Side.a, .b] where channels.contains(side) { actions.append(.close(side)) }
+                finishIfDone(&actions)
+            } else {
+                end(CloseReason(side: nil, kind: .error, detail: "recording could not be created: \(why)"), now: now, &actions)
+            }
+        case .failed(let reason):
+            end(reason, now: now, &actions)
+        case .upstreamUnreachable(let detail):
+            end(CloseReason(side: .b, kind: .upstreamUnreachable, detail: detail), now: now, &actions)
+        case .closed(let side):
+            guard channels.remove(side) != nil else { break }
+            if closeReason == nil {
+                end(CloseReason(side: side, kind: .eof, detail: side == .a ? "a closed the connection" : "b closed the connection"),
+                    now: now, &actions)
+            }
+            finishIfDone(&actions)
+        case .shutdown:
+            end(CloseReason(side: nil, kind: .shutdown, detail: "lnrr is shutting down"), now: now, &actions)
+        }
+        updateReading(&actions)
+    }
+
+    // MARK: Handshakes
+
+    private mutating func attached(_ side: Side, address: String?, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        if closeReason != nil {
+            // The upstream connection came up after the session ended.
+            actions.append(.close(side))
+            return
+        }
+        channels.insert(side)
+        if side == .a { aAddress = address }
+        actions.append(.wake(.handshake, atNanos: now + settings.handshakeTimeoutNanos))
+    }
+
+    private mutating func aAuthenticated(_ remote: String, keyHeld: Bool, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        guard case .awaitingA = lifecycle else { return }
+        nodeA = remote
+        stage.nodeA = remote
+        if !keyHeld && settings.requireTransparent {
+            openRecording(now: now, &actions)
+            recordEvent(.handshake, ["side": .string("a"), "node_id": .string(remote)], now: now, &actions)
+            end(CloseReason(side: .a, kind: .refused,
+                            detail: "no key for a (\(remote)) in the keyring and --require-transparent is set"), now: now, &actions)
+            return
+        }
+        transparent = keyHeld
+        openRecording(now: now, &actions)
+        recordEvent(.handshake, ["side": .string("a"), "node_id": .string(remote), "transparent": .bool(transparent)], now: now, &actions)
+        actions.append(.log(.info, "a connected: \(remote), transparent: \(transparent)"))
+        actions.append(.publish(.sessionStart(nodeA: remote, nodeB: settings.nodeB, transparent: transparent)))
+        lifecycle = .connectingB
+        actions.append(.dialUpstream(transparent: transparent))
+    }
+
+    private mutating func bAuthenticated(now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        guard case .connectingB = lifecycle else { return }
+        actions.append(.cancelWake(.handshake))
+        lifecycle = .relaying
+        recordEvent(.handshake, ["side": .string("b"), "node_id": .string(settings.nodeB)], now: now, &actions)
+        // What a sent meanwhile goes now, in order.
+        pump(.aToB, now: now, &actions)
+        actions.append(.flush(.b))
+    }
+
+    // MARK: Relaying
+
+    private mutating func received(_ message: Payload, from side: Side, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        if closeReason != nil { return }
+        let direction = side.sending
+        if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
+        let type = message.messageType ?? 0
+        if case .halted(let kind) = lifecycle {
+            let observation = message.withBytes { stage.observe($0, direction: direction) }
+            publishChanges(observation, &actions)
+            if type >= 32768 { actions.append(.publish(.message(message, direction, action: nil))) }
+            if recording == .open {
+                let comments = phaseComments(observation) + ["not delivered: the connection is \(kind.rawValue) by a rule", DeliveryNote.none.comment]
+                recordMessage(message, direction, now: now, comments: comments, batched: true, &actions)
+            }
+            return
+        }
+        let plan = message.withBytes { stage.process($0, direction: direction) }
+        if plan.isPlain {
+            if type >= 32768 { actions.append(.publish(.message(message, direction, action: nil))) }
+            if !plan.observation.changes.isEmpty { publishChanges(plan.observation, &actions) }
+            var record = -1
+            if recording == .open {
+                record = recordMessage(message, direction, now: now, comments: phaseComments(plan.observation), batched: true, &actions)
+            }
+            if type >= 32768 && settings.customMessageHook {
+                enqueue(.hook(HeldHook(subject: message, copies: 1, record: record)), message.byteCount, direction)
+            } else if queueIsEmpty(direction) && releases(direction) {
+                // The common case: nothing waits in this direction, so the message goes at once.
+                actions.append(.deliver(message, to: side.other))
+                return
+            } else {
+                enqueue(.message(message), message.byteCount, direction)
+            }
+            pump(direction, now: now, &actions)
+            return
+        }
+        apply(plan, to: message, direction: direction, type: type, now: now, &actions)
+    }
+
+    /// Carries out a plan whose rules fired: records, publishes and queues its steps in order.
+    private mutating func apply(_ plan: EffectPlan, to message: Payload, direction: Direction, type: UInt16, now: UInt64,
+                                _ actions: inout [SessionAction<Payload>]) {
+        let effects = plan.effects
+        if type >= 32768 || effects.delivery == .none {
+            actions.append(.publish(.message(message, direction, action: effects.delivery == .none ? "dropped" : nil)))
+        }
+        publishChanges(plan.observation, &actions)
+        for note in effects.annotations { actions.append(.publish(.rule(direction, type: type, note: note))) }
+        var injectedTo: Set<Direction> = []
+        for step in plan.steps {
+            switch step {
+            case .inject(let injected):
+                self.injected(injected.message, injected.direction,
+                              notes: effects.annotations.filter { $0.contains("injected") }, now: now, &actions)
+                injectedTo.insert(injected.direction)
+            case .delay(let ms):
+                enqueue(.wait(untilNanos: now + UInt64(ms) * 1_000_000), 0, direction)
+            case .deliver(let delivery, let copies):
+                var subject = message
+                var record = -1
+                if recording == .open {
+                    // `delivery:` notes let a replay tell what the receiver got (docs/recording-format.md).
+                    var comments = phaseComments(plan.observation) + effects.annotations
+                    switch delivery {
+                    case .none: comments.append(DeliveryNote.none.comment)
+                    case .replacement: comments.append(DeliveryNote.replaced.comment)
+                    case .original: if copies == 2 { comments.append(DeliveryNote.twice.comment) }
+                    }
+                    record = recordMessage(message, direction, now: now, comments: comments, batched: true, &actions)
+                }
+                if case .replacement(let bytes) = delivery {
+                    subject = Payload(bytes: bytes)
+                    if recording == .open {
+                        let note: DeliveryNote = copies == 2 ? .replacementTwice : .replacement
+                        record = recordMessage(subject, direction, now: now, comments: [note.comment, "replacement for #\(record)"],
+                                               batched: false, &actions)
+                    }
+                }
+                guard copies > 0 else { break }
+                // Rules run first: a custom message the rules drop never reaches the hook.
+                if type >= 32768 && settings.customMessageHook {
+                    enqueue(.hook(HeldHook(subject: subject, copies: copies, record: record)), subject.byteCount, direction)
+                } else {
+                    for _ in 0..<copies { enqueue(.message(subject), subject.byteCount, direction) }
+                }
+            case .disconnect(let kind):
+                enqueue(.end(kind), 0, direction)
+            }
+        }
+        pump(direction, now: now, &actions)
+        if closeReason == nil, injectedTo.contains(direction.reversed) {
+            pump(direction.reversed, now: now, &actions)
+            actions.append(.flush(direction.sender))
+        }
+    }
+
+    /// Records, publishes and queues a message lnrr sends of its own.
+    private mutating func injected(_ message: [UInt8], _ direction: Direction, notes: [String], now: UInt64,
+                                   _ actions: inout [SessionAction<Payload>]) {
+        let payload = Payload(bytes: message)
+        if recording == .open {
+            recordMessage(payload, direction, now: now, comments: ["injected by lnrr", DeliveryNote.injected.comment] + notes,
+                          batched: false, &actions)
+        }
+        actions.append(.publish(.message(payload, direction, action: "injected")))
+        enqueue(.message(payload), message.count, direction)
+    }
+
+    /// Whether `direction`'s queue may deliver now.
+    private func releases(_ direction: Direction) -> Bool {
+        if case .relaying = lifecycle { return true }
+        return false
+    }
+
+    private func queueIsEmpty(_ direction: Direction) -> Bool {
+        direction == .aToB ? queueAToB.isEmpty : queueBToA.isEmpty
+    }
+
+    private mutating func enqueue(_ held: Held, _ bytes: Int, _ direction: Direction) {
+        if direction == .aToB {
+            queueAToB.append(held)
+            heldBytesAToB += bytes
+        } else {
+            queueBToA.append(held)
+            heldBytesBToA += bytes
+        }
+    }
+
+    private func head(_ direction: Direction) -> Held? {
+        direction == .aToB ? queueAToB.first : queueBToA.first
+    }
+
+    private mutating func popHead(_ direction: Direction) -> Held? {
+        let held = direction == .aToB ? queueAToB.popFirst() : queueBToA.popFirst()
+        let bytes: Int
+        switch held {
+        case .message(let p): bytes = p.byteCount
+        case .hook(let h): bytes = h.subject.byteCount
+        default: bytes = 0
+        }
+        if direction == .aToB { heldBytesAToB -= bytes } else { heldBytesBToA -= bytes }
+        return held
+    }
+
+    private mutating func putBack(_ held: [Held], bytes: Int, _ direction: Direction) {
+        if direction == .aToB {
+            queueAToB.prepend(held)
+            heldBytesAToB += bytes
+        } else {
+            queueBToA.prepend(held)
+            heldBytesBToA += bytes
+        }
+    }
+
+    /// Delivers from the head of `direction`'s queue until something there must wait.
+    private mutating func pump(_ direction: Direction, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        while releases(direction), let held = head(direction) {
+            switch held {
+            case .message(let message):
+                _ = popHead(direction)
+                actions.append(.deliver(message, to: direction.receiver))
+            case .wait(let until):
+                guard now >= until else {
+                    actions.append(.wake(.release(direction), atNanos: until))
+                    return
+                }
+                _ = popHead(direction)
+            case .hook(var hook):
+                guard !hook.started else { return }
+                hook.started = true
+                replaceHead(.hook(hook), direction)
+                actions.append(.runHook(peerID: direction == .aToB ? nodeA : settings.nodeB, direction, message: hook.subject.bytes))
+                return
+            case .end(let kind):
+                _ = popHead(direction)
+                // The messages before it are written first.
+                actions.append(.flush(direction.receiver))
+                if kind.closesConnection {
+                    end(CloseReason(side: nil, kind: .disconnected, detail: "rule disconnect \(kind.rawValue) (\(kind.symbol))"), now: now, &actions)
+                } else {
+                    halt(kind, now: now, &actions)
+                }
+                return
+            }
+        }
+    }
+
+    private mutating func replaceHead(_ held: Held, _ direction: Direction) {
+        if direction == .aToB {
+            _ = queueAToB.popFirst()
+            queueAToB.prepend([held])
+        } else {
+            _ = queueBToA.popFirst()
+            queueBToA.prepend([held])
+        }
+    }
+
+    /// A `blackhole` or `stall` rule: nothing more is relayed either way; blackhole stops reading too.
+    private mutating func halt(_ kind: DisconnectKind, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        lifecycle = .halted(kind)
+        dropQueues(&actions)
+        recordEvent(.ruleHalt, ["kind": .string(kind.rawValue)], now: now, &actions)
+    }
+
+    private mutating func dropQueues(_ actions: inout [SessionAction<Payload>]) {
+        queueAToB.removeAll()
+        queueBToA.removeAll()
+        heldBytesAToB = 0
+        heldBytesBToA = 0
+        actions.append(.cancelWake(.release(.aToB)))
+        actions.append(.cancelWake(.release(.bToA)))
+    }
+
+    // MARK: Hook
+
+    private mutating func hookAnswered(_ direction: Direction, _ verdict: HookVerdict, problem: String?, now: UInt64,
+                                       _ actions: inout [SessionAction<Payload>]) {
+        guard releases(direction), case .hook(let hook)? = head(direction), hook.started else { return }
+        _ = popHead(direction)
+        if let problem { actions.append(.log(.warning, "custommsg hook ignored (message continues): \(problem)")) }
+        var fields: [String: RecordingEventValue] = ["direction": .string(direction.rawValue)]
+        if hook.record >= 0 { fields["message"] = .int(hook.record) }
+        var subject: Payload?
+        switch verdict {
+        case .continue:
+            fields["result"] = .string(problem.map { "continue (hook ignored: \($0))" } ?? "continue")
+            subject = hook.subject
+        case .drop:
+            fields["result"] = .string("drop")
+        case .replace(let bytes):
+            fields["result"] = .string("replace")
+            fields["payload"] = .string(HexString.encode(bytes))
+            subject = Payload(bytes: bytes)
+            if recording == .open {
+                recordMessage(subject!, direction, now: now,
+                              comments: [DeliveryNote.replacement.comment, "replacement for #\(hook.record) by the custommsg hook"],
+                              batched: false, &actions)
+            }
+        }
+        if let subject {
+            putBack(Array(repeating: .message(subject), count: hook.copies), bytes: subject.byteCount * hook.copies, direction)
+        }
+        recordEvent(.hook, fields, now: now, &actions)
+        // Messages that waited behind this one go now, flushed together.
+        pump(direction, now: now, &actions)
+        actions.append(.flush(direction.receiver))
+    }
+
+    // MARK: Back-pressure
+
+    /// Whether `side`'s socket may be read now.
+    public func mayRead(_ side: Side) -> Bool {
+        if recorderBehind { return false }
+        if case .halted(.blackhole) = lifecycle { return false }
+        // A slow upstream, hook or delay holds this direction: stop reading before the queue grows large.
+        if (side == .a ? heldBytesAToB : heldBytesBToA) > settings.holdLimit { return false }
+        switch lifecycle {
+        case .awaitingA, .connectingB: return true  // the handshakes must be read; a's messages queue
+        default: return side == .a ? writableB : writableA
+        }
+    }
+
+    private mutating func updateReading(_ actions: inout [SessionAction<Payload>]) {
+        let a = mayRead(.a), b = mayRead(.b)
+        if a != readingA { readingA = a; actions.append(.setReading(.a, a)) }
+        if b != readingB { readingB = b; actions.append(.setReading(.b, b)) }
+    }
+
+    // MARK: Endings
+
+    /// Ends the session for `reason`: records it, closes both sides. The first reason wins.
+    private mutating func end(_ reason: CloseReason, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        guard closeReason == nil else { return }
+        openRecording(now: now, &actions)
+        var fields: [String: RecordingEventValue] = ["reason": .string(reason.kind.rawValue)]
+        if let side = reason.side { fields["by"] = .string(side.rawValue) }
+        if !reason.detail.isEmpty { fields["detail"] = .string(reason.detail) }
+        recordEvent(.close, fields, now: now, &actions)
+        actions.append(.publish(.sessionEnd(reason)))
+        actions.append(.log(reason.kind == .eof || reason.kind == .shutdown ? .info : .notice, "session ended: \(reason)"))
+        lifecycle = .closing(reason)
+        dropQueues(&actions)
+        actions.append(.cancelWake(.handshake))
+        for side in [Side.a, .b] where channels.contains(side) { actions.append(.close(side)) }
+        finishIfDone(&actions)
+    }
+
+    private mutating func finishIfDone(_ actions: inout [SessionAction<Payload>]) {
+        guard case .closing(let reason) = lifecycle, channels.isEmpty else { return }
+        lifecycle = .finished(reason)
+        actions.append(.finished(reason))
+    }
+
+    // MARK: Recording
+
+    private mutating func openRecording(now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        guard settings.records, recording == .notOpen else { return }
+        recording = .open
+        actions.append(.openRecording(SessionMetadata(
+            lnrrVersion: settings.lnrrVersion, sessionID: settings.id, startedNanos: settings.startedWallNanos,
+            nodeA: nodeA, nodeB: settings.nodeB, listen: settings.listen, upstream: settings.upstream,
+            transparent: transparent, syncMode: settings.syncMode, rulesFile: rulesFile, rulesSHA256: rulesSHA256)))
+        actions.append(.recordEvent(RecordingEvent(.sessionStart, fields: ["a_address": .string(aAddress ?? "unknown")]),
+                                    atNanos: settings.startedWallNanos))
+    }
+
+    /// Wall-clock time for the recording: the session's start plus monotonic time since.
+    private func wallNanos(_ now: UInt64) -> UInt64 {
+        settings.startedWallNanos &+ (now &- startedMonotonicNanos)
+    }
+
+    @discardableResult
+    private mutating func recordMessage(_ message: Payload, _ direction: Direction, now: UInt64, comments: [String], batched: Bool,
+                                        _ actions: inout [SessionAction<Payload>]) -> Int {
+        actions.append(.recordMessage(message, direction, atNanos: wallNanos(now), comments: comments, batched: batched))
+        recordedMessages += 1
+        return recordedMessages - 1
+    }
+
+    private mutating func recordEvent(_ kind: SessionEventKind, _ fields: [String: RecordingEventValue], now: UInt64,
+                                      _ actions: inout [SessionAction<Payload>]) {
+        guard recording == .open else { return }
+        actions.append(.recordEvent(RecordingEvent(kind, fields: fields), atNanos: wallNanos(now)))
+    }
+
+    private func phaseComments(_ observation: PhaseObservation) -> [String] {
+        observation.changes.isEmpty ? [] : observation.changes.map { "phase \($0.description)" }
+    }
+
+    private func publishChanges(_ observation: PhaseObservation, _ actions: inout [SessionAction<Payload>]) {
+        for change in observation.changes { actions.append(.publish(.phase(change.description))) }
+    }
+}
+
+extension Direction {
+    /// The side that receives messages going this way.
+    public var receiver: Side { self == .aToB ? .b : .a }
+    /// The side that sends them.
+    public var sender: Side { self == .aToB ? .a : .b }
+}
