@@ -123,9 +123,9 @@ public enum ReplayPlan {
                 last = max(last, m.timestampNanos)
             case .event(let e):
                 last = max(last, e.timestampNanos)
-                switch e.event.name {
-                case "close": close = e
-                case "hook":
+                switch e.event.kind {
+                case .close: close = e
+                case .hook:
                     // The hook answered after the message was recorded; drop and replace mean it
                     // was not delivered as recorded (a replacement record follows a replace).
                     if case .string(let result)? = e.event.fields["result"], result == "drop" || result == "replace",

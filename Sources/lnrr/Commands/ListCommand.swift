@@ -73,7 +73,7 @@ struct ListCommand: AsyncParsableCommand {
         }, onEvent: { e in
             if box.summary.firstNanos == nil { box.summary.firstNanos = e.timestampNanos }
             box.summary.lastNanos = e.timestampNanos
-            if e.event.name == "close" {
+            if e.event.kind == .close {
                 if case .string(let reason)? = e.event.fields["reason"] { box.summary.ended = reason }
                 if case .string(let detail)? = e.event.fields["detail"] { box.summary.endDetail = detail }
             }

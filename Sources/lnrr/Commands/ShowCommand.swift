@@ -110,7 +110,7 @@ struct ShowCommand: AsyncParsableCommand {
                 let metadata = reading.metadata ?? reader.metadata
                 try reading.readNew { entry in
                     printer.entry(entry, metadata: metadata)
-                    if case .event(let e) = entry, e.event.name == "close" { ended = true }
+                    if case .event(let e) = entry, e.event.kind == .close { ended = true }
                 }
                 printer.flush(all: true)
                 if ended { break }
