@@ -73,7 +73,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: nioGlue
+            swiftSettings: []
         ),
         // Replaying one side of a recording against a live node.
         .target(
@@ -84,7 +84,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: nioGlue
+            swiftSettings: []
         ),
         .executableTarget(
             name: "lnrr",

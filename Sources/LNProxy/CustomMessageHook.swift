@@ -71,5 +71,8 @@ struct CustomMessageHook: Sendable {
         }
     }
 
+    /// `@unchecked Sendable`: `data` is written by the reading thread exactly once, before it
+    /// signals `finished`, and read by the waiting thread only after `finished.wait` returned
+    /// `.success`; the semaphore orders the two. On a timeout the box is never read.
     final class OutputBox: @unchecked Sendable { var data = Data() }
 }

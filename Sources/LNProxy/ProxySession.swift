@@ -80,6 +80,7 @@ public final class ProxySession: @unchecked Sendable {
 
     /// Hands `event` to the core and carries out what it asks.
     func feed(_ event: SessionEvent<ByteBuffer>) {
+        eventLoop.assertInEventLoop()
         if draining {
             inbox.append(event)
             return
@@ -213,7 +214,7 @@ public final class ProxySession: @unchecked Sendable {
         guard let hook = context.configuration.customMessageHook else { return }
         let loop = eventLoop
         hook.run(peerID: peerID, direction: direction, message: message) { [weak self] verdict, problem in
-            loop.execute { self?.feed(.hookAnswered(direction, verdict, problem: problem)) }
+            loop.execute { [weak self] in self?.feed(.hookAnswered(direction, verdict, problem: problem)) }
         }
     }
 
@@ -223,8 +224,8 @@ public final class ProxySession: @unchecked Sendable {
             let loop = eventLoop
             recorder = try RecordingWriter(
                 directory: directory, metadata: metadata, sync: context.configuration.syncMode,
-                onBackpressure: { [weak self] behind in loop.execute { self?.feed(.recorderBackpressure(behind)) } },
-                onFailure: { [weak self] why in loop.execute { self?.feed(.recordingFailed(why)) } })
+                onBackpressure: { [weak self] behind in loop.execute { [weak self] in self?.feed(.recorderBackpressure(behind)) } },
+                onFailure: { [weak self] why in loop.execute { [weak self] in self?.feed(.recordingFailed(why)) } })
             return true
         } catch {
             // Nothing else of this step can happen without a recording; the core ends the session.

@@ -108,3 +108,8 @@ final class SideHandler: ChannelDuplexHandler {
         return address.hostPortDescription
     }
 }
+
+/// Handlers are bound to their channel's event loop, never shared across threads (as swift-nio-ssh
+/// declares its handlers).
+@available(*, unavailable)
+extension SideHandler: Sendable {}

@@ -15,7 +15,7 @@ public enum ReplayEndpoint: Sendable {
 
 /// Runs replay segments over real connections: one BOLT 8 connection per segment, reconnecting
 /// between them. All decisions are the `ReplayRunner`'s; this only moves bytes and timers.
-public final class ReplayDriver: @unchecked Sendable {  // state confined to the calling task
+public final class ReplayDriver: Sendable {  // immutable: every stored property is a Sendable `let`
     let options: ReplayOptions
     let endpoint: ReplayEndpoint
     let secret: NodeSecret
@@ -128,7 +128,7 @@ public final class ReplayDriver: @unchecked Sendable {  // state confined to the
 /// Pairs accepted connections with the segments waiting for them, in order. A live node that
 /// reconnects before lnrr has finished the previous segment is parked, unread, until the next
 /// segment is ready for it; more than one such early connection is turned away.
-final class AcceptQueue: @unchecked Sendable {
+final class AcceptQueue: Sendable {  // its state is behind a lock
     private struct State {
         var waiting: [ReplayChannelHandler] = []
         var parked: [Channel] = []
@@ -180,7 +180,12 @@ final class AcceptQueue: @unchecked Sendable {
 }
 
 /// Feeds one connection's events to a `ReplayRunner` and carries out its actions.
-final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {  // used on one event loop
+///
+/// `@unchecked Sendable`: `AcceptQueue` hands it from the replay's task to the event loop of the
+/// connection it is attached to, and only its identity (`===`) is used off that loop; every
+/// mutable field is touched only in handler callbacks and `perform`, on that loop (the timer
+/// closure reaches it through `NIOLoopBound`, which checks).
+final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
