@@ -56,10 +56,9 @@ final class EventBus: Sendable {
 }
 
 extension ProxySession {
-    /// Formats a core notice for `subscribe` clients, only when someone listens.
+    /// Formats a core notice for `subscribe` clients (called only while someone listens).
     func publish(_ notice: SessionNotice<ByteBuffer>) {
         let bus = context.events
-        guard bus.active else { return }
         let sessionID = id
         switch notice {
         case .sessionStart(let nodeA, let nodeB, let transparent):

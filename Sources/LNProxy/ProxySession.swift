@@ -54,6 +54,10 @@ public final class ProxySession: @unchecked Sendable {
     /// change, a close fires inactive): handled right after, in order.
     private var inbox = CircularBuffer<SessionEvent<ByteBuffer>>()
     private var draining = false
+    /// Whether anyone subscribes to events: looked up at the first message of each socket read and
+    /// on every other event, not per message (it takes the bus's lock).
+    private var publishing = false
+    private var readStarted = false
 
     init(id: Int, route: ProxyRoute, eventLoop: EventLoop, context: ProxyContext) {
         self.id = id
@@ -78,6 +82,28 @@ public final class ProxySession: @unchecked Sendable {
     @inline(__always)
     private static func monotonicNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
+    /// A message from a side: the per-message path, with the buffer passed along rather than
+    /// wrapped in an event and held by actions.
+    func received(_ message: ByteBuffer, from side: Side) {
+        eventLoop.assertInEventLoop()
+        if draining {
+            inbox.append(.received(message, from: side))
+            return
+        }
+        draining = true
+        defer { draining = false }
+        if !readStarted {
+            readStarted = true
+            publishing = context.events.active
+            core.notify = publishing
+        }
+        core.received(message, from: side, now: Self.monotonicNanos(), into: &actions)
+        perform(received: message)
+        while let event = inbox.popFirst() {
+            handle(event)
+        }
+    }
+
     /// Hands `event` to the core and carries out what it asks.
     func feed(_ event: SessionEvent<ByteBuffer>) {
         eventLoop.assertInEventLoop()
@@ -87,11 +113,29 @@ public final class ProxySession: @unchecked Sendable {
         }
         draining = true
         defer { draining = false }
-        var next: SessionEvent<ByteBuffer>? = event
-        while let event = next {
-            core.handle(event, now: Self.monotonicNanos(), into: &actions)
-            perform()
-            next = inbox.popFirst()
+        if case .received = event {
+            if !readStarted {
+                readStarted = true
+                publishing = context.events.active
+                core.notify = publishing
+            }
+        } else {
+            readStarted = false
+            publishing = context.events.active
+            core.notify = publishing
+        }
+        handle(event)
+        while let event = inbox.popFirst() {
+            handle(event)
+        }
+    }
+
+    private func handle(_ event: SessionEvent<ByteBuffer>) {
+        core.handle(event, now: Self.monotonicNanos(), into: &actions)
+        if case .received(let message, _) = event {
+            perform(received: message)
+        } else {
+            perform(received: nil)
         }
     }
 
@@ -127,18 +171,24 @@ public final class ProxySession: @unchecked Sendable {
 
     // MARK: Actions
 
-    private func perform() {
-        var index = 0
-        while index < actions.count {
-            if !perform(actions[index]) { break }
-            index += 1
+    /// Carries out the actions of one event; `received` is that event's message, if it has one.
+    private func perform(received: ByteBuffer?) {
+        for index in actions.indices {
+            if !perform(actions[index], received: received) { break }
         }
         actions.removeAll(keepingCapacity: true)
     }
 
     /// Carries out one action; false abandons the rest of the step (the recording could not be made).
-    private func perform(_ action: SessionAction<ByteBuffer>) -> Bool {
+    private func perform(_ action: SessionAction<ByteBuffer>, received: ByteBuffer?) -> Bool {
         switch action {
+        case .deliverReceived(let side):
+            if let received { handler(side)?.write(received) }
+        case .recordReceived(let direction, let at, let comments):
+            guard let recorder, let received else { break }
+            received.withUnsafeReadableBytes {
+                recorder.message($0, direction: direction, timestampNanos: at, comments: comments, deferWake: true)
+            }
         case .deliver(let message, let side):
             handler(side)?.write(message)
         case .recordMessage(let message, let direction, let at, let comments, let batched):
@@ -154,7 +204,7 @@ public final class ProxySession: @unchecked Sendable {
         case .setReading(let side, let allowed):
             handler(side)?.setReading(allowed)
         case .publish(let notice):
-            publish(notice)
+            if publishing { publish(notice) }
         case .recordEvent(let event, let at):
             recorder?.event(event, timestampNanos: at)
         case .openRecording(let metadata):

@@ -43,7 +43,7 @@ final class SideHandler: ChannelDuplexHandler {
     // MARK: Inbound: from this side's node
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        session.feed(.received(unwrapInboundIn(data), from: side))
+        session.received(unwrapInboundIn(data), from: side)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

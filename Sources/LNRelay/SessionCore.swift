@@ -110,6 +110,9 @@ public enum SessionAction<Payload: RelayPayload> {
     case dialUpstream(transparent: Bool)
     /// Write a message to a side's socket (not flushed yet).
     case deliver(Payload, to: Side)
+    /// Write the message of the `received` event being handled, as it came: the common case,
+    /// without holding another reference to it.
+    case deliverReceived(to: Side)
     case flush(Side)
     /// Allow or withhold reads from a side's socket.
     case setReading(Side, Bool)
@@ -117,6 +120,8 @@ public enum SessionAction<Payload: RelayPayload> {
     case openRecording(SessionMetadata)
     /// Record a message; `batched` ones reach the disk with the next `kickRecorder`.
     case recordMessage(Payload, Direction, atNanos: UInt64, comments: [String], batched: Bool)
+    /// Record the message of the `received` event being handled (batched).
+    case recordReceived(Direction, atNanos: UInt64, comments: [String])
     case recordEvent(RecordingEvent, atNanos: UInt64)
     /// Wake the recording's writer for the batched records.
     case kickRecorder
@@ -192,6 +197,10 @@ public struct SessionCore<Payload: RelayPayload> {
     /// Phases and rules, shared with replay.
     public private(set) var stage: RuleStage
 
+    /// Whether anyone wants `publish` actions (control-socket subscribers); the driver keeps it
+    /// current so that a relayed custom message costs no notice nobody reads.
+    public var notify = true
+
     private var recording = RecordingState.notOpen
     private var rulesFile: String?
     private var rulesSHA256: String?
@@ -254,7 +263,8 @@ public struct SessionCore<Payload: RelayPayload> {
     public mutating func handle(_ event: SessionEvent<Payload>, now: UInt64, into actions: inout [SessionAction<Payload>]) {
         switch event {
         case .received(let message, let side):
-            received(message, from: side, now: now, &actions)
+            received(message, from: side, now: now, into: &actions)
+            return
         case .readComplete(let side):
             if recording == .open { actions.append(.kickRecorder) }
             if releases(side.sending) { actions.append(.flush(side.other)) }
@@ -379,7 +389,14 @@ public struct SessionCore<Payload: RelayPayload> {
 
     // MARK: Relaying
 
-    private mutating func received(_ message: Payload, from side: Side, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+    /// The same as `handle(.received(message, from: side), ...)`, for drivers that want to pass the
+    /// message without wrapping it (the per-message path).
+    public mutating func received(_ message: Payload, from side: Side, now: UInt64, into actions: inout [SessionAction<Payload>]) {
+        relay(message, from: side, now: now, &actions)
+        updateReading(&actions)
+    }
+
+    private mutating func relay(_ message: Payload, from side: Side, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
         if closeReason != nil { return }
         let direction = side.sending
         if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
@@ -396,17 +413,21 @@ public struct SessionCore<Payload: RelayPayload> {
         }
         let plan = message.withBytes { stage.process($0, direction: direction) }
         if plan.isPlain {
-            if type >= 32768 { actions.append(.publish(.message(message, direction, action: nil))) }
-            if !plan.observation.changes.isEmpty { publishChanges(plan.observation, &actions) }
+            if notify {
+                if type >= 32768 { actions.append(.publish(.message(message, direction, action: nil))) }
+                publishChanges(plan.observation, &actions)
+            }
             var record = -1
             if recording == .open {
-                record = recordMessage(message, direction, now: now, comments: phaseComments(plan.observation), batched: true, &actions)
+                actions.append(.recordReceived(direction, atNanos: wallNanos(now), comments: phaseComments(plan.observation)))
+                record = recordedMessages
+                recordedMessages += 1
             }
             if type >= 32768 && settings.customMessageHook {
                 enqueue(.hook(HeldHook(subject: message, copies: 1, record: record)), message.byteCount, direction)
             } else if queueIsEmpty(direction) && releases(direction) {
                 // The common case: nothing waits in this direction, so the message goes at once.
-                actions.append(.deliver(message, to: side.other))
+                actions.append(.deliverReceived(to: side.other))
                 return
             } else {
                 enqueue(.message(message), message.byteCount, direction)

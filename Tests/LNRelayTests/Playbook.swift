@@ -54,12 +54,18 @@ final class Playbook {
     static func >> (playbook: Playbook, event: SessionEvent<[UInt8]>) -> [String] {
         var actions: [SessionAction<[UInt8]>] = []
         playbook.core.handle(event, now: playbook.now, into: &actions)
-        return actions.compactMap { playbook.line($0) }
+        var received: [UInt8]?
+        if case .received(let message, _) = event { received = message }
+        return actions.compactMap { playbook.line($0, received: received) }
     }
 
-    private func line(_ action: SessionAction<[UInt8]>) -> String? {
+    private func line(_ action: SessionAction<[UInt8]>, received: [UInt8]?) -> String? {
         let (kind, text): (String, String)
         switch action {
+        // The received message, delivered or recorded as it came, reads like any other.
+        case .deliverReceived(let side): (kind, text) = ("deliver", "deliver \(side) \(HexString.encode(received ?? []))")
+        case .recordReceived(let direction, _, let comments):
+            (kind, text) = ("record", "record \(direction.rawValue) \(HexString.encode(received ?? []))" + (comments.isEmpty ? "" : " [\(comments.joined(separator: " | "))]"))
         case .dialUpstream(let transparent): (kind, text) = ("dial", transparent ? "dial as a" : "dial as proxy")
         case .deliver(let m, let side): (kind, text) = ("deliver", "deliver \(side) \(HexString.encode(m))")
         case .flush(let side): (kind, text) = ("flush", "flush \(side)")
