@@ -21,9 +21,23 @@ public struct EffectPlan: Sendable, Equatable {
     public var observation: PhaseObservation
     /// What the rules decided; `.none` when no rule fired.
     public var effects: RuleEffects
+    /// Whether no rule fired: deliver the message once, as it came. Stored, so the per-message
+    /// path tests one flag instead of comparing the effects.
+    public let isPlain: Bool
 
-    /// Whether no rule fired: deliver the message once, as it came.
-    @inline(__always) public var isPlain: Bool { effects.isNone }
+    public init(observation: PhaseObservation, effects: RuleEffects) {
+        self.observation = observation
+        self.effects = effects
+        self.isPlain = effects.isNone
+    }
+
+    /// A message no rule acted on.
+    @inlinable
+    public init(plain observation: PhaseObservation) {
+        self.observation = observation
+        self.effects = RuleEffects()
+        self.isPlain = true
+    }
 
     /// The steps, in order: injections before, the delay, the delivery, injections after, the
     /// disconnect. Callers on the per-message path check `isPlain` first (no array is built then).
@@ -71,7 +85,7 @@ public struct RuleStage {
     public mutating func process(_ message: UnsafeRawBufferPointer, direction: Direction) -> EffectPlan {
         let observation = phases.observe(message, direction: direction)
         guard engine != nil, message.count >= 2, engine!.mayApply(to: UInt16(message[0]) << 8 | UInt16(message[1])) else {
-            return EffectPlan(observation: observation, effects: .none)
+            return EffectPlan(plain: observation)
         }
         let context = MessageContext(
             direction: direction, bytes: Array(message), phaseBefore: observation.before, phaseAfter: observation.after,
