@@ -113,13 +113,17 @@ public final class ProxySession: @unchecked Sendable {
         }
         draining = true
         defer { draining = false }
-        if case .received = event {
+        switch event {
+        case .received:
             if !readStarted {
                 readStarted = true
                 publishing = context.events.active
                 core.notify = publishing
             }
-        } else {
+        case .readComplete:
+            // The next read looks again; this one's notices (if any) follow what it saw.
+            readStarted = false
+        default:
             readStarted = false
             publishing = context.events.active
             core.notify = publishing
