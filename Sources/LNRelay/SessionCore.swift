@@ -186,6 +186,9 @@ public struct SessionCore<Payload: RelayPayload> {
 
     enum RecordingState { case notOpen, open, unavailable }
 
+    /// Above this many entries waiting in one direction, its sender is not read (with `holdLimit`).
+    public static var holdCountLimit: Int { 1024 }
+
     public let settings: SessionSettings
     public private(set) var lifecycle: Lifecycle = .awaitingA
     /// a's node id (hex), once its handshake is done.
@@ -655,6 +658,8 @@ public struct SessionCore<Payload: RelayPayload> {
         if case .halted(.blackhole) = lifecycle { return false }
         // A slow upstream, hook or delay holds this direction: stop reading before the queue grows large.
         if (side == .a ? heldBytesAToB : heldBytesBToA) > settings.holdLimit { return false }
+        // Many tiny messages behind a slow hook cost more than their bytes: bound the count too.
+        if (side == .a ? queueAToB.count : queueBToA.count) > Self.holdCountLimit { return false }
         switch lifecycle {
         case .awaitingA, .connectingB: return true  // the handshakes must be read; a's messages queue
         default: return side == .a ? writableB : writableA

@@ -317,6 +317,21 @@ struct ControlAndCloseTranscripts {
             == ["deliver b \(ping)", "deliver b \(ping)", "flush b", "read a on"])
     }
 
+    @Test("many small messages behind a slow hook: the count is bounded as well as the bytes")
+    func holdCount() {
+        let p = Playbook.relaying(hook: true, hidden: ["log", "publish", "kick", "cancel", "hook"])
+        _ = p >> .received(Msg.custom, from: .a)
+        var paused = 0
+        for i in 1...(Playbook.Core.holdCountLimit + 1) {
+            if p >> .received(Msg.pong, from: .a) == ["read a off"] { paused = i }
+        }
+        #expect(paused == Playbook.Core.holdCountLimit)
+        #expect(!p.core.mayRead(.a) && p.core.mayRead(.b))
+        let released = p >> .hookAnswered(.aToB, .continue, problem: nil)
+        #expect(released.filter { $0.hasPrefix("deliver b") }.count == Playbook.Core.holdCountLimit + 2)
+        #expect(released.last == "read a on")
+    }
+
     @Test("a close while a delay holds messages: they are not delivered, the timer changes nothing")
     func closeMidHold() {
         let p = Playbook.relaying(rules: "rules:\n  - {match: {type: ping}, action: {delay: 50}}\n", hidden: ["log", "publish", "kick", "reading"])
