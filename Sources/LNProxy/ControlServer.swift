@@ -517,6 +517,18 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             answer(id: id, failure: RPCFailure(.invalidParams, "`filter` must be an object, e.g. {\"sessions\":[{\"id\":true}]}"))
             return
         }
+        // Methods the --plugins declared are called like built-in ones, their params passed as given.
+        if let plugins = server.proxy.context.configuration.messageHook as? PluginHost, plugins.serves(method) {
+            let raw = request["params"] ?? .object([])
+            run(id: id, filter: filter, context: context) {
+                do { return try await plugins.callMethod(method, params: raw) } catch PluginCallError.rpc(let code, let message) {
+                    var failure = RPCFailure(.internalError, message)
+                    failure.code = code
+                    throw failure
+                }
+            }
+            return
+        }
         let params: RPCParams
         do { params = try ControlServer.parameters(method, request["params"]) } catch {
             answer(id: id, failure: RPCFailure.from(error))
@@ -530,19 +542,20 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
                 return
             }
             answer(id: id, result: .object([]), filter: nil)
-        default: run(method, params, id: id, filter: filter, context: context)
+        default:
+            let server = self.server
+            run(id: id, filter: filter, context: context) { try await server.call(method, params) }
         }
     }
 
-    private func run(_ method: String, _ params: RPCParams, id: JSONValue?, filter: JSONValue?, context: ChannelHandlerContext) {
+    private func run(id: JSONValue?, filter: JSONValue?, context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws -> JSONValue) {
         inFlight += 1
         if inFlight >= Self.maxInFlight, !paused {
             paused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
-        let server = self.server
         let promise = context.eventLoop.makePromise(of: JSONValue.self)
-        promise.completeWithTask { try await server.call(method, params) }
+        promise.completeWithTask(work)
         promise.futureResult.whenComplete { [self] result in
             switch result {
             case .success(let value): answer(id: id, result: value, filter: filter)

@@ -33,12 +33,13 @@ public struct ProxyConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount = .seconds(30)
     public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
     public var lnrrVersion: String
-    /// `--custommsg-hook`: a command consulted for every custom message.
-    var customMessageHook: CustomMessageHook?
+    /// What sessions consult about messages: the `--plugin`s (`PluginHost`) or the one-shot
+    /// `--custommsg-hook` command (`OneShotHook`); `nil`: nothing, messages go straight through.
+    public var messageHook: (any MessageHook)?
 
     /// Runs `command` (through /bin/sh) for each custom message, waiting at most `timeout` seconds.
     public mutating func setCustomMessageHook(command: String, timeout: Double) {
-        customMessageHook = CustomMessageHook(command: command, timeout: timeout)
+        messageHook = OneShotHook(command: command, timeout: timeout)
     }
 
     /// Rules applied to every session (replaceable at run time with `ProxyServer.reload`).

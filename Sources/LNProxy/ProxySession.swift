@@ -74,9 +74,16 @@ public final class ProxySession: @unchecked Sendable {
             lnrrVersion: configuration.lnrrVersion, syncMode: configuration.syncMode,
             records: configuration.recordingDirectory != nil, requireTransparent: configuration.requireTransparent,
             handshakeTimeoutNanos: UInt64(max(0, configuration.handshakeTimeout.nanoseconds)),
-            customMessageHook: configuration.customMessageHook != nil, startedWallNanos: wallClockNanos())
+            customMessageHook: false, startedWallNanos: wallClockNanos(),
+            hookTypes: Self.hookTypes(configuration.messageHook))
         core = SessionCore(settings: settings, rules: rules.rules, rulesFile: rules.file, rulesSHA256: rules.sha256,
                            now: Self.monotonicNanos())
+    }
+
+    /// The types the hook is asked about, as the core wants them.
+    private static func hookTypes(_ hook: (any MessageHook)?) -> (@Sendable (UInt16) -> Bool)? {
+        guard let hook else { return nil }
+        return { type in hook.consults(type: type) }
     }
 
     @inline(__always)
@@ -264,11 +271,23 @@ public final class ProxySession: @unchecked Sendable {
             }
     }
 
+    /// Asks the hook (plugins or --custommsg-hook) about a message; its answers for this session
+    /// and direction come back in the order asked (the `MessageHook` contract).
     private func runHook(peerID: String?, direction: Direction, message: [UInt8]) {
-        guard let hook = context.configuration.customMessageHook else { return }
+        guard let hook = context.configuration.messageHook else { return }
         let loop = eventLoop
-        hook.run(peerID: peerID, direction: direction, message: message) { [weak self] verdict, problem in
-            loop.execute { [weak self] in self?.feed(.hookAnswered(direction, verdict, problem: problem)) }
+        let query = HookQuery(session: id, direction: direction, peerID: peerID,
+                              phase: core.stage.phases.connectionPhase.rawValue, message: message)
+        hook.ask(query) { [weak self] outcome in
+            let verdict: HookVerdict
+            switch outcome.result {
+            case .continue: verdict = .continue
+            case .drop: verdict = .drop
+            case .replace(let bytes): verdict = .replace(bytes)
+            }
+            let answer = HookAnswer(verdict, injectBefore: outcome.injectBefore, injectAfter: outcome.injectAfter,
+                                    problem: outcome.problem, by: outcome.decidedBy)
+            loop.execute { [weak self] in self?.feed(.hookDecided(direction, answer)) }
         }
     }
 

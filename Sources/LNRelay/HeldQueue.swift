@@ -36,6 +36,15 @@ struct HeldQueue<Element> {
         }
     }
 
+    /// Changes the first element that matches, in place; false when none does.
+    mutating func updateFirst(where matches: (Element) -> Bool, _ update: (inout Element) -> Void) -> Bool {
+        for i in head..<storage.count where matches(storage[i]!) {
+            update(&storage[i]!)
+            return true
+        }
+        return false
+    }
+
     mutating func removeAll() {
         storage.removeAll(keepingCapacity: true)
         head = 0

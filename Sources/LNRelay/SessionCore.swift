@@ -19,8 +19,10 @@ public struct SessionSettings: Sendable {
     public var requireTransparent: Bool
     /// How long each side's BOLT 8 handshake may take.
     public var handshakeTimeoutNanos: UInt64
-    /// Whether a custom-message hook is configured.
+    /// Whether a hook is configured.
     public var customMessageHook: Bool
+    /// Which message types the hook is asked about (`nil`: none). Called for every relayed message.
+    public var hookTypes: (@Sendable (UInt16) -> Bool)?
     /// Above this many bytes waiting in one direction (for the upstream, a hook or a delay), the
     /// sending side is not read: every queue of the session is bounded.
     public var holdLimit: Int
@@ -29,7 +31,7 @@ public struct SessionSettings: Sendable {
 
     public init(id: Int, nodeB: String, listen: String, upstream: String, lnrrVersion: String, syncMode: SyncMode,
                 records: Bool, requireTransparent: Bool, handshakeTimeoutNanos: UInt64, customMessageHook: Bool,
-                holdLimit: Int = 256 * 1024, startedWallNanos: UInt64) {
+                holdLimit: Int = 256 * 1024, startedWallNanos: UInt64, hookTypes: (@Sendable (UInt16) -> Bool)? = nil) {
         self.id = id
         self.nodeB = nodeB
         self.listen = listen
@@ -39,7 +41,10 @@ public struct SessionSettings: Sendable {
         self.records = records
         self.requireTransparent = requireTransparent
         self.handshakeTimeoutNanos = handshakeTimeoutNanos
-        self.customMessageHook = customMessageHook
+        self.customMessageHook = customMessageHook || hookTypes != nil
+        // `customMessageHook` alone: the hook sees custom messages (types 32768 and up).
+        let customTypes: @Sendable (UInt16) -> Bool = { $0 >= 32768 }
+        self.hookTypes = hookTypes ?? (customMessageHook ? customTypes : nil)
         self.holdLimit = holdLimit
         self.startedWallNanos = startedWallNanos
     }
@@ -67,6 +72,9 @@ public enum SessionEvent<Payload: RelayPayload> {
     case writabilityChanged(Side, writable: Bool)
     /// The custom-message hook answered for the message at the head of `direction`.
     case hookAnswered(Direction, HookVerdict, problem: String?)
+    /// The hook answered, with injections: for the oldest message of `direction` still waiting for
+    /// an answer (a hook answers in the order it was asked, so calls are pipelined).
+    case hookDecided(Direction, HookAnswer)
     case timerFired(SessionTimer)
     /// The control socket sends a message (`source` names the method). Check `acceptsInjections` first.
     case inject([UInt8], Direction, source: String)
@@ -182,6 +190,8 @@ public struct SessionCore<Payload: RelayPayload> {
         /// The record the hook event refers to (-1 when not recording).
         var record: Int
         var started = false
+        /// Set when the hook has answered; the entry goes when it reaches the head.
+        var answer: HookAnswer?
     }
 
     enum RecordingState { case notOpen, open, unavailable }
@@ -278,7 +288,9 @@ public struct SessionCore<Payload: RelayPayload> {
         case .handshakeCompleted(let side, let remote, let keyHeld):
             if side == .a { aAuthenticated(remote, keyHeld: keyHeld, now: now, &actions) } else { bAuthenticated(now: now, &actions) }
         case .hookAnswered(let direction, let verdict, let problem):
-            hookAnswered(direction, verdict, problem: problem, now: now, &actions)
+            hookAnswered(direction, HookAnswer(verdict, problem: problem), now: now, &actions)
+        case .hookDecided(let direction, let answer):
+            hookAnswered(direction, answer, now: now, &actions)
         case .timerFired(.handshake):
             switch lifecycle {
             case .awaitingA:
@@ -426,8 +438,8 @@ public struct SessionCore<Payload: RelayPayload> {
                 record = recordedMessages
                 recordedMessages += 1
             }
-            if type >= 32768 && settings.customMessageHook {
-                enqueue(.hook(HeldHook(subject: message, copies: 1, record: record)), message.byteCount, direction)
+            if let asks = settings.hookTypes, asks(type) {
+                enqueueHook(HeldHook(subject: message, copies: 1, record: record), direction, &actions)
             } else if queueIsEmpty(direction) && releases(direction) {
                 // The common case: nothing waits in this direction, so the message goes at once.
                 actions.append(.deliverReceived(to: side.other))
@@ -482,8 +494,8 @@ public struct SessionCore<Payload: RelayPayload> {
                 }
                 guard copies > 0 else { break }
                 // Rules run first: a custom message the rules drop never reaches the hook.
-                if type >= 32768 && settings.customMessageHook {
-                    enqueue(.hook(HeldHook(subject: subject, copies: copies, record: record)), subject.byteCount, direction)
+                if let asks = settings.hookTypes, asks(type) {
+                    enqueueHook(HeldHook(subject: subject, copies: copies, record: record), direction, &actions)
                 } else {
                     for _ in 0..<copies { enqueue(.message(subject), subject.byteCount, direction) }
                 }
@@ -569,12 +581,11 @@ public struct SessionCore<Payload: RelayPayload> {
                     return
                 }
                 _ = popHead(direction)
-            case .hook(var hook):
-                guard !hook.started else { return }
-                hook.started = true
-                replaceHead(.hook(hook), direction)
-                actions.append(.runHook(peerID: direction == .aToB ? nodeA : settings.nodeB, direction, message: hook.subject.bytes))
-                return
+            case .hook(let hook):
+                // Asked when queued; waits here for its answer, holding everything behind.
+                guard let answer = hook.answer else { return }
+                _ = popHead(direction)
+                applyHook(hook, answer, direction, now: now, &actions)
             case .end(let kind):
                 _ = popHead(direction)
                 // The messages before it are written first.
@@ -586,16 +597,6 @@ public struct SessionCore<Payload: RelayPayload> {
                 }
                 return
             }
-        }
-    }
-
-    private mutating func replaceHead(_ held: Held, _ direction: Direction) {
-        if direction == .aToB {
-            _ = queueAToB.popFirst()
-            queueAToB.prepend([held])
-        } else {
-            _ = queueBToA.popFirst()
-            queueBToA.prepend([held])
         }
     }
 
@@ -617,37 +618,79 @@ public struct SessionCore<Payload: RelayPayload> {
 
     // MARK: Hook
 
-    private mutating func hookAnswered(_ direction: Direction, _ verdict: HookVerdict, problem: String?, now: UInt64,
+    /// Queues a message for the hook and asks at once: the next message is asked about before
+    /// this one is answered (pipelining); answers are applied in queue order by `pump`.
+    private mutating func enqueueHook(_ hook: HeldHook, _ direction: Direction, _ actions: inout [SessionAction<Payload>]) {
+        var hook = hook
+        hook.started = true
+        enqueue(.hook(hook), hook.subject.byteCount, direction)
+        actions.append(.runHook(peerID: direction == .aToB ? nodeA : settings.nodeB, direction, message: hook.subject.bytes))
+    }
+
+    private mutating func hookAnswered(_ direction: Direction, _ answer: HookAnswer, now: UInt64,
                                        _ actions: inout [SessionAction<Payload>]) {
-        guard releases(direction), case .hook(let hook)? = head(direction), hook.started else { return }
-        _ = popHead(direction)
-        if let problem { actions.append(.log(.warning, "custommsg hook ignored (message continues): \(problem)")) }
+        guard closeReason == nil else { return }
+        func waiting(_ held: Held) -> Bool {
+            if case .hook(let h) = held { return h.answer == nil }
+            return false
+        }
+        func set(_ held: inout Held) {
+            if case .hook(var h) = held { h.answer = answer; held = .hook(h) }
+        }
+        let found = direction == .aToB ? queueAToB.updateFirst(where: waiting, set) : queueBToA.updateFirst(where: waiting, set)
+        guard found else { return }
+        // Messages that waited behind answered ones go now, flushed together.
+        pump(direction, now: now, &actions)
+        actions.append(.flush(direction.receiver))
+    }
+
+    /// Carries out a hook's answer for a message that reached the head of its queue: what it
+    /// delivers instead (nothing, itself, a replacement, with injections around) goes back in front.
+    private mutating func applyHook(_ hook: HeldHook, _ answer: HookAnswer, _ direction: Direction, now: UInt64,
+                                    _ actions: inout [SessionAction<Payload>]) {
+        let problem = answer.problem
+        if let problem { actions.append(.log(.warning, "hook ignored (message continues): \(problem)")) }
+        let by = answer.by.map { " by \($0)" } ?? " by the custommsg hook"
         var fields: [String: RecordingEventValue] = ["direction": .string(direction.rawValue)]
         if hook.record >= 0 { fields["message"] = .int(hook.record) }
+        if let who = answer.by { fields["by"] = .string(who) }
+        var front: [Held] = []
+        var bytes = 0
+        func inject(_ message: [UInt8], _ note: String) {
+            let payload = Payload(bytes: message)
+            if recording == .open {
+                recordMessage(payload, direction, now: now, comments: ["injected by lnrr", DeliveryNote.injected.comment, note],
+                              batched: false, &actions)
+            }
+            actions.append(.publish(.message(payload, direction, action: "injected")))
+            front.append(.message(payload))
+            bytes += message.count
+        }
+        for message in answer.injectBefore { inject(message, "injected before #\(hook.record)\(by)") }
         var subject: Payload?
-        switch verdict {
+        switch answer.verdict {
         case .continue:
             fields["result"] = .string(problem.map { "continue (hook ignored: \($0))" } ?? "continue")
             subject = hook.subject
         case .drop:
             fields["result"] = .string("drop")
-        case .replace(let bytes):
+        case .replace(let replacement):
             fields["result"] = .string("replace")
-            fields["payload"] = .string(HexString.encode(bytes))
-            subject = Payload(bytes: bytes)
+            fields["payload"] = .string(HexString.encode(replacement))
+            subject = Payload(bytes: replacement)
             if recording == .open {
                 recordMessage(subject!, direction, now: now,
-                              comments: [DeliveryNote.replacement.comment, "replacement for #\(hook.record) by the custommsg hook"],
+                              comments: [DeliveryNote.replacement.comment, "replacement for #\(hook.record)\(by)"],
                               batched: false, &actions)
             }
         }
         if let subject {
-            putBack(Array(repeating: .message(subject), count: hook.copies), bytes: subject.byteCount * hook.copies, direction)
+            front += Array(repeating: .message(subject), count: hook.copies)
+            bytes += subject.byteCount * hook.copies
         }
         recordEvent(.hook, fields, now: now, &actions)
-        // Messages that waited behind this one go now, flushed together.
-        pump(direction, now: now, &actions)
-        actions.append(.flush(direction.receiver))
+        for message in answer.injectAfter { inject(message, "injected after #\(hook.record)\(by)") }
+        putBack(front, bytes: bytes, direction)
     }
 
     // MARK: Back-pressure

@@ -61,3 +61,23 @@ public enum HookVerdict: Sendable, Equatable {
     case drop
     case replace([UInt8])
 }
+
+/// A hook's whole answer about one message: the verdict, messages to send around it, and why the
+/// hook's own answer was not used when it was not (then the verdict is the default, `continue`).
+public struct HookAnswer: Sendable, Equatable {
+    public var verdict: HookVerdict
+    /// Sent the same way just before / just after the message (recorded as injected).
+    public var injectBefore: [[UInt8]]
+    public var injectAfter: [[UInt8]]
+    public var problem: String?
+    /// Who decided (a plugin's name, the hook command), for the recording.
+    public var by: String?
+
+    public init(_ verdict: HookVerdict, injectBefore: [[UInt8]] = [], injectAfter: [[UInt8]] = [], problem: String? = nil, by: String? = nil) {
+        self.verdict = verdict
+        self.injectBefore = injectBefore
+        self.injectAfter = injectAfter
+        self.problem = problem
+        self.by = by
+    }
+}

@@ -228,21 +228,42 @@ struct HookTranscripts {
         let p = Playbook.relaying(records: true, hook: true, hidden: ["publish", "kick", "cancel", "reading"])
         _ = p >> .received(Msg.custom, from: .a)
         #expect(p >> .hookAnswered(.aToB, .continue, problem: "timed out after 5000 ms") == [
-            "log warning custommsg hook ignored (message continues): timed out after 5000 ms",
+            "log warning hook ignored (message continues): timed out after 5000 ms",
             "event hook direction=a->b message=0 result=continue (hook ignored: timed out after 5000 ms)", "deliver b \(custom)", "flush b",
         ])
     }
 
-    @Test("order is kept behind a hook: later messages that way wait, one hook at a time; the other way flows")
+    @Test("order is kept behind a hook: later messages that way wait; the next question goes before the answer; the other way flows")
     func order() {
         let p = Playbook.relaying(hook: true)
         #expect(p >> .received(Msg.custom, from: .a) == ["hook a->b \(custom)"])
         #expect(p >> .received(Msg.ping, from: .a) == [])
-        #expect(p >> .received(Msg.custom2, from: .a) == [])
+        // Pipelined: asked at once, though the first is not answered yet.
+        #expect(p >> .received(Msg.custom2, from: .a) == ["hook a->b \(custom2)"])
         #expect(p >> .received(Msg.pong, from: .b) == ["deliver a \(pong)"])
         #expect(p >> .hookAnswered(.aToB, .continue, problem: nil)
-            == ["deliver b \(custom)", "deliver b \(ping)", "hook a->b \(custom2)", "flush b"])
+            == ["deliver b \(custom)", "deliver b \(ping)", "flush b"])
         #expect(p >> .hookAnswered(.aToB, .drop, problem: nil) == ["flush b"])
+    }
+
+    @Test("answers are taken in the order asked; one that arrives while a delay holds the head waits its turn; injections go around the message")
+    func pipelinedAnswersAndInjections() {
+        let p = Playbook.relaying(rules: """
+            rules:
+              - {match: {type: ping}, action: {delay: 50}}
+            """, records: true, hook: true, hidden: ["publish", "kick", "cancel", "reading", "wake"])
+        _ = p >> .received(Msg.ping, from: .a)
+        #expect(p >> .received(Msg.custom, from: .a) == ["record a->b \(custom)", "hook a->b \(custom)"])
+        #expect(p >> .received(Msg.custom2, from: .a) == ["record a->b \(custom2)", "hook a->b \(custom2)"])
+        // Both answered while the delay holds the head: nothing goes yet.
+        #expect(p >> .hookDecided(.aToB, HookAnswer(.continue, injectBefore: [[0x80, 0x05]], by: "p")) == ["flush b"])
+        #expect(p >> .hookDecided(.aToB, HookAnswer(.drop, injectAfter: [[0x80, 0x07]], by: "p")) == ["flush b"])
+        p.advance(milliseconds: 50)
+        let released = p >> .timerFired(.release(.aToB))
+        #expect(released.filter { $0.hasPrefix("deliver") }
+            == ["deliver b \(ping)", "deliver b 8005", "deliver b \(custom)", "deliver b 8007"])
+        #expect(released.contains("record a->b 8005 [injected by lnrr | delivery: injected | injected before #1 by p]"))
+        #expect(released.contains("event hook by=p direction=a->b message=2 result=drop"))
     }
 
     @Test("rules run first: a custom message the rules drop never reaches the hook; a replacement does")

@@ -1,3 +1,4 @@
+import LNRelay
 import LNWire
 import NIOConcurrencyHelpers
 

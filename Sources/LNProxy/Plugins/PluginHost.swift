@@ -454,6 +454,13 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
 
     // MARK: Notifications
 
+    /// Forwards the proxy's session events to plugins that subscribed to lnrr's topics. Costs
+    /// nothing per message when no plugin subscribed.
+    public func attach(to proxy: ProxyServer) {
+        guard wantsNotifications else { return }
+        _ = proxy.context.events.subscribe { [weak self] text in self?.notify(event: text) }
+    }
+
     /// Turns a control-socket event (ControlEvents) into a notification for subscribed plugins.
     func notify(event text: String) {
         guard text.contains("\"event\":\"session-") || text.contains("\"event\":\"phase\"") || text.contains("\"event\":\"rule\"") else { return }

@@ -72,8 +72,14 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Run CMD (via /bin/sh) for each custom message, either direction, with {\"peer_id\",\"direction\",\"payload\"} on stdin; it answers {\"result\":\"continue\"}, {\"result\":\"drop\"} or {\"result\":\"replace\",\"payload\":HEX}. Order per direction is kept.", valueName: "CMD"))
     var custommsgHook: String?
 
-    @Option(name: .long, help: ArgumentHelp("How long the hook may take before the message continues anyway. \(DurationArgument<Milliseconds>.helpSuffix)", valueName: "DURATION"))
+    @Option(name: .long, help: ArgumentHelp("How long a hook (plugin call or --custommsg-hook run) may take before the message continues anyway. \(DurationArgument<Milliseconds>.helpSuffix)", valueName: "DURATION"))
     var hookTimeout = DurationArgument<Milliseconds>(5000)
+
+    @Option(name: .long, help: ArgumentHelp("Start CMD (via /bin/sh) once and speak Core Lightning's plugin protocol to it on its stdin/stdout: hooks custommsg and lnrr_message, notifications, RPC methods on the control socket (docs/plugins.md). Repeatable; hooks are chained in order. A plugin that fails to start is an error (exit 2).", valueName: "CMD"))
+    var plugin: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A value for an option a plugin declares (repeatable).", valueName: "NAME=VALUE"))
+    var pluginOption: [String] = []
 
     @Flag(name: .long, help: "Accept key files that group or others can read.")
     var insecureKeys = false
@@ -106,8 +112,8 @@ struct RecordCommand: AsyncParsableCommand {
             requireTransparent: requireTransparent,
             lnrrVersion: LNRRVersion.string
         )
+        guard hookTimeout.nanoseconds > 0 else { throw CLIError("--hook-timeout must be longer than 0") }
         if let custommsgHook {
-            guard hookTimeout.nanoseconds > 0 else { throw CLIError("--hook-timeout must be longer than 0") }
             configuration.setCustomMessageHook(command: custommsgHook, timeout: hookTimeout.seconds)
         }
         if let rules {
@@ -117,15 +123,36 @@ struct RecordCommand: AsyncParsableCommand {
             configuration.rulesSHA256 = loaded.sha256
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        var plugins: PluginHost?
+        if !plugin.isEmpty {
+            guard custommsgHook == nil else {
+                try? await group.shutdownGracefully()
+                throw CLIError("use --plugin or --custommsg-hook, not both (a plugin can register the custommsg hook)")
+            }
+            let options = try pluginOption.map { text -> (String, String) in
+                guard let eq = text.firstIndex(of: "=") else { throw CLIError("--plugin-option '\(text)': expected NAME=VALUE") }
+                return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+            }
+            var settings = PluginHost.Configuration(commands: plugin, controlSocket: control, options: options,
+                                                    hookTimeout: .nanoseconds(Int64(hookTimeout.nanoseconds)), lnrrVersion: LNRRVersion.string)
+            settings.startupTimeout = .seconds(60)
+            do { plugins = try await PluginHost.start(settings, group: group, logger: logger) } catch {
+                try? await group.shutdownGracefully()
+                throw CLIError("\(error)")
+            }
+            configuration.messageHook = plugins
+        }
         let server: ProxyServer
         do {
             server = try ProxyServer(configuration: configuration, keyring: keyring, proxyIdentity: identity, group: group, logger: logger)
         } catch {
             throw CLIError("\(error)")
         }
+        plugins?.attach(to: server)
         let stop = SignalWaiter(signals: [SIGINT, SIGTERM])
         let bound: [SocketAddress]
         do { bound = try await server.start() } catch {
+            await plugins?.stop()
             try? await group.shutdownGracefully()
             throw CLIError("\(error)")
         }
@@ -133,6 +160,7 @@ struct RecordCommand: AsyncParsableCommand {
         if let control {
             let controlling = ControlServer(proxy: server, path: control)
             do { try await controlling.start() } catch {
+                await plugins?.stop()
                 await stopAll(server: nil, proxy: server, group: group)
                 throw CLIError("cannot open the control socket \(control): \(NetworkErrorText.reason(error, listening: true))")
             }
@@ -159,7 +187,11 @@ struct RecordCommand: AsyncParsableCommand {
         }
         let signal = await stop.wait()
         logger.info("received signal \(signal); ending every session")
-        await stopAll(server: controlServer, proxy: server, group: group)
+        await controlServer?.close()
+        await server.shutdown()
+        // Plugins stop after the sessions: a session ending may still ask them about a message.
+        await plugins?.stop()
+        try? await group.shutdownGracefully()
     }
 
     private func stopAll(server: ControlServer?, proxy: ProxyServer, group: EventLoopGroup) async {
