@@ -146,7 +146,7 @@ final class Sink: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-func throughput(viaProxy: Bool, recordingDirectory: String?, messages: Int, size: Int) async throws -> Double {
+func throughput(viaProxy: Bool, recordingDirectory: String?, messages: Int, size: Int, hook: (any MessageHook)? = nil) async throws -> Double {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     let a = NodeSecret.random(), b = NodeSecret.random()
     let sink = Sink()
@@ -166,7 +166,9 @@ func throughput(viaProxy: Bool, recordingDirectory: String?, messages: Int, size
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         let route = ProxyRoute(listen: try HostPort(parsing: "127.0.0.1:0"), upstream: PeerAddress(nodeID: b.nodeID, host: "127.0.0.1", port: port))
-        proxy = try ProxyServer(configuration: ProxyConfiguration(routes: [route], recordingDirectory: recordingDirectory, lnrrVersion: "bench"),
+        var configuration = ProxyConfiguration(routes: [route], recordingDirectory: recordingDirectory, lnrrVersion: "bench")
+        configuration.messageHook = hook
+        proxy = try ProxyServer(configuration: configuration,
                                 keyring: Keyring([a, b]), proxyIdentity: NodeSecret.random(), group: group, logger: logger)
         port = try await proxy!.start()[0].port!
     }
@@ -463,6 +465,86 @@ func readerBenchmarks() throws {
     try? FileManager.default.removeItem(atPath: directory)
 }
 
+// MARK: 7. Hooks: a pyln-client plugin on custommsg behind the proxy vs the same plugin fed from a pipe.
+
+/// The Python that has pyln-client: the test venv when there is one.
+func benchPython() -> String {
+    FileManager.default.isExecutableFile(atPath: ".venv/bin/python") ? ".venv/bin/python" : "python3"
+}
+
+/// The plugin alone: `getmanifest`, `init`, then `count` custommsg calls written into its stdin as
+/// fast as it takes them (the calls lnrr would make), timed until the last answer is read.
+func pluginAloneRate(plugin: String, count: Int, size: Int) throws -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", "exec " + plugin]
+    var environment = ProcessInfo.processInfo.environment
+    environment["LIGHTNINGD_PLUGIN"] = "1"
+    process.environment = environment
+    let input = Pipe(), output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    try process.run()
+    let peer = NodeSecret.random().nodeID.hex
+    let payload = "8001" + String(repeating: "33", count: size - 2)
+    var setup = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"getmanifest\",\"params\":{}}\n\n"
+    setup += "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"init\",\"params\":{\"options\":{},\"configuration\":{\"lightning-dir\":\"/tmp\",\"rpc-file\":\"none\",\"startup\":true}}}\n\n"
+    input.fileHandleForWriting.write(Data(setup.utf8))
+    let reader = output.fileHandleForReading
+    // Counts answers: each ends with a blank line.
+    func readAnswers(_ wanted: Int) {
+        var seen = 0
+        var last: UInt8 = 0
+        while seen < wanted {
+            let chunk = reader.availableData
+            if chunk.isEmpty { return }
+            for byte in chunk {
+                if byte == 0x0A && last == 0x0A { seen += 1 }
+                last = byte
+            }
+        }
+    }
+    readAnswers(2)
+    var calls = Data()
+    for id in 0..<count {
+        calls.append(Data("{\"jsonrpc\":\"2.0\",\"id\":\(id + 3),\"method\":\"custommsg\",\"params\":{\"peer_id\":\"\(peer)\",\"payload\":\"\(payload)\"}}\n\n".utf8))
+    }
+    let start = now()
+    let allCalls = calls
+    let writer = Thread { input.fileHandleForWriting.write(allCalls) }
+    writer.start()
+    readAnswers(count)
+    let elapsed = now() - start
+    try? input.fileHandleForWriting.close()
+    process.waitUntilExit()
+    return Double(count) / elapsed
+}
+
+func hookBenchmarks() async throws {
+    let python = benchPython()
+    let plugin = "\(python) tools/python/examples/passthrough.py"
+    let count = 20_000, size = 256
+    var alone = 0.0, proxied = 0.0
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    for _ in 0..<2 {
+        alone = max(alone, try pluginAloneRate(plugin: plugin, count: count, size: size))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let host = try await PluginHost.start(PluginHost.Configuration(commands: [plugin], controlSocket: nil, hookTimeout: .seconds(30), lnrrVersion: "bench"),
+                                              group: group, logger: logger)
+        proxied = max(proxied, try await throughput(viaProxy: true, recordingDirectory: nil, messages: count, size: size, hook: host))
+        await host.stop()
+        try await group.shutdownGracefully()
+    }
+    report(Row(name: "a->b custom messages via proxy + pyln plugin", value: proxied, unit: "msg/s",
+               baselineName: "the plugin alone, fed from a pipe", baseline: alone, target: ">= 0.70"))
+    // Today's slow path: one process per message.
+    let oneShot = OneShotHook(command: "\(python) -c 'import sys, json; sys.stdin.read(); print(json.dumps({\"result\": \"continue\"}))'", timeout: 30)
+    let oneShotRate = try await throughput(viaProxy: true, recordingDirectory: nil, messages: 20, size: size, hook: oneShot)
+    report(Row(name: "a->b custom messages via proxy + --custommsg-hook", value: oneShotRate, unit: "msg/s",
+               baselineName: "via proxy + pyln plugin (above)", baseline: proxied, target: "- (the slow path)"))
+}
+
 let only = CommandLine.arguments.dropFirst().first
 print("lnrr-bench: figure, baseline measured in the same run, ratio (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
 if only == nil || only == "frames" { try frameBenchmarks() }
@@ -474,3 +556,4 @@ if only == nil || only == "latency" {
 }
 if only == nil || only == "memory" { try await memoryBenchmarks() }
 if only == nil || only == "read" { try readerBenchmarks() }
+if only == nil || only == "hook" { try await hookBenchmarks() }
