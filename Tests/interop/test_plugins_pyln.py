@@ -86,7 +86,11 @@ def test_pyln_client_custommsg_plugin_runs_unchanged(lnrr, keys, procs, tmp_path
 
 def test_example_plugin_verdicts_decide_what_the_peer_receives(lnrr, keys, procs, tmp_path):
     sock = tmp_path / "ctl.sock"
-    proxy, a, b = start(lnrr, procs, keys, tmp_path, "--plugin", f"{sys.executable} {EXAMPLE}", "--control", sock)
+    rules = tmp_path / "rules.yaml"     # rules run first; their actions are notified (lnrr_rule)
+    rules.write_text('rules:\n  - {name: no-pings, match: {type: ping}, action: drop}\n')
+    proxy, a, b = start(lnrr, procs, keys, tmp_path, "--plugin", f"{sys.executable} {EXAMPLE}", "--control", sock,
+                        "--rules", rules)
+    a.send_message(msg(18, b"\x00\x01\x00\x00"))              # dropped by the rule: never offered to the plugin
     a.send_message(msg(32769, b"\x01keep"))
     a.send_message(msg(32769, b"\x02gone"))
     a.send_message(msg(32769, b"\x03abc"))
@@ -111,8 +115,13 @@ def test_example_plugin_verdicts_decide_what_the_peer_receives(lnrr, keys, procs
     stats = ctl(lnrr, sock, "tagstats")
     assert stats["messages"] == 9 and stats["by_tag"]["2"] == 2 and stats["sessions_started"] == 1
     assert stats["phases"] == ["connection: init -> opening"]          # the lnrr_phase notification (after both inits)
+    assert len(stats["rules"]) == 1 and "no-pings" in stats["rules"][0]
+    assert stats["sessions_ended"] == 0
     a.connection.close()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while ctl(lnrr, sock, "tagstats")["sessions_ended"] != 1:
+        assert time.monotonic() < deadline, "no lnrr_session_end notification"
+        time.sleep(0.1)
     proxy.stop()
     [path] = recordings(tmp_path / "rec")
     lines, _ = show_json(lnrr, path)

@@ -14,12 +14,12 @@ It steers custom messages by the first byte of their payload (the "tag"):
   other     continue
 
 It also counts what it saw (the `tagstats` RPC method: `lnrr ctl --socket S tagstats`) and keeps
-the sessions and phase changes lnrr notifies it of.
+the sessions, phase changes and rule actions lnrr notifies it of.
 """
 from pyln.client import Plugin
 
 plugin = Plugin()
-stats = {"messages": 0, "by_tag": {}, "sessions_started": 0, "sessions_ended": 0, "phases": []}
+stats = {"messages": 0, "by_tag": {}, "sessions_started": 0, "sessions_ended": 0, "phases": [], "rules": []}
 
 
 @plugin.hook("lnrr_message", filters=list(range(32768, 32768 + 64)))
@@ -54,6 +54,11 @@ def on_session_end(plugin, lnrr_session_end, **kwargs):
 @plugin.subscribe("lnrr_phase")
 def on_phase(plugin, lnrr_phase, **kwargs):
     stats["phases"].append(lnrr_phase["change"])
+
+
+@plugin.subscribe("lnrr_rule")
+def on_rule(plugin, lnrr_rule, **kwargs):
+    stats["rules"].append(lnrr_rule["action"])
 
 
 @plugin.method("tagstats")
