@@ -57,7 +57,12 @@ final class Plugin: @unchecked Sendable {
 
     private var channel: Channel?
     private var process: Process?
-    private var pending: [Int: (Scheduled<Void>?, (Result<JSONValue, PluginCallError>) -> Void)] = [:]
+    private var pending: [Int: (Result<JSONValue, PluginCallError>) -> Void] = [:]
+    /// Deadlines of calls, one FIFO per timeout length (so each is in deadline order), swept by one
+    /// timer: a NIO timer per call would cost a heap insert and a linear-time cancel per message.
+    private var deadlines: [Int64: CircularBuffer<(id: Int, at: NIODeadline)>] = [:]
+    private var sweep: Scheduled<Void>?
+    private var sweepAt: NIODeadline?
     private var nextID = 1
     private var flushScheduled = false
     /// Set when the plugin can no longer be used; says why.
@@ -162,8 +167,9 @@ final class Plugin: @unchecked Sendable {
         goneReason = why
         let calls = pending
         pending.removeAll()
-        for (_, (timer, completion)) in calls.sorted(by: { $0.key < $1.key }) {
-            timer?.cancel()
+        sweep?.cancel()
+        deadlines.removeAll()
+        for (_, completion) in calls.sorted(by: { $0.key < $1.key }) {
             completion(.failure(.gone("plugin \(name) \(why)")))
         }
         channel?.close(promise: nil)
@@ -189,6 +195,13 @@ final class Plugin: @unchecked Sendable {
 
     /// Sends a request; `completion` gets the `result` or why there is none. `timeout` nil: none.
     func call(_ method: String, _ params: JSONValue, timeout: TimeAmount?, _ completion: @escaping (Result<JSONValue, PluginCallError>) -> Void) {
+        var rendered = ""
+        params.write(into: &rendered)
+        call(method, renderedParams: rendered, timeout: timeout, completion)
+    }
+
+    /// `call` with the params already written as JSON text (the hook path builds them directly).
+    func call(_ method: String, renderedParams: String, timeout: TimeAmount?, _ completion: @escaping (Result<JSONValue, PluginCallError>) -> Void) {
         guard goneReason == nil, let channel else {
             completion(.failure(.gone("plugin \(name) \(goneReason ?? "is not running")")))
             return
@@ -198,16 +211,42 @@ final class Plugin: @unchecked Sendable {
         var text = "{\"jsonrpc\":\"2.0\",\"id\":\(id),\"method\":"
         JSONValue.writeString(method, into: &text)
         text += ",\"params\":"
-        params.write(into: &text)
+        text += renderedParams
         text += "}\n\n"
-        let timer = timeout.map { limit in
-            loop.scheduleTask(in: limit) { [weak self] in
-                guard let self, let (_, completion) = self.pending.removeValue(forKey: id) else { return }
-                completion(.failure(.timedOut(milliseconds: limit.nanoseconds / 1_000_000)))
-            }
+        pending[id] = completion
+        if let timeout {
+            let at = NIODeadline.now() + timeout
+            deadlines[timeout.nanoseconds, default: []].append((id, at))
+            if sweepAt == nil || at < sweepAt! { armSweep(at) }
         }
-        pending[id] = (timer, completion)
         write(text, on: channel)
+    }
+
+    private func armSweep(_ at: NIODeadline) {
+        sweep?.cancel()
+        sweepAt = at
+        sweep = loop.scheduleTask(deadline: at) { [weak self] in self?.sweepDeadlines() }
+    }
+
+    /// Fails the calls whose deadline has passed (those answered meanwhile are skipped), then
+    /// re-arms for the earliest remaining deadline.
+    private func sweepDeadlines() {
+        sweep = nil
+        sweepAt = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for length in Array(deadlines.keys) {
+            while let head = deadlines[length]!.first {
+                if pending[head.id] == nil { _ = deadlines[length]!.popFirst(); continue }
+                if head.at > now { next = min(next ?? head.at, head.at); break }
+                _ = deadlines[length]!.popFirst()
+                if let completion = pending.removeValue(forKey: head.id) {
+                    completion(.failure(.timedOut(milliseconds: length / 1_000_000)))
+                }
+            }
+            if deadlines[length]?.isEmpty ?? false { deadlines[length] = nil }
+        }
+        if let next, goneReason == nil { armSweep(next) }
     }
 
     /// Sends a notification (no answer expected).
@@ -242,12 +281,11 @@ final class Plugin: @unchecked Sendable {
             return
         }
         if let idValue = value["id"], value["method"] == nil {
-            guard let id = Self.integer(idValue), let (timer, completion) = pending.removeValue(forKey: id) else {
+            guard let id = Self.integer(idValue), let completion = pending.removeValue(forKey: id) else {
                 // An answer to a call that timed out, or to nothing: late, not harmful.
                 logger.debug("plugin \(name) answered an id lnrr is not waiting for: \(idValue)")
                 return
             }
-            timer?.cancel()
             if let error = value["error"] {
                 let code = error["code"].flatMap(Self.integer) ?? -1
                 var message = "(no message)"

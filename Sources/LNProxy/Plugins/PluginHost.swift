@@ -301,10 +301,9 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
     public func ask(_ query: HookQuery, answer: @escaping @Sendable (HookOutcome) -> Void) {
         loop.execute { [self] in
             let key = StreamKey(session: query.session, direction: query.direction)
-            var stream = streams[key] ?? Stream()
-            let sequence = stream.base + UInt64(stream.slots.count)
-            stream.slots.append((nil, answer))
-            streams[key] = stream
+            // Mutated in place: copying a stream out of the dictionary would copy its whole buffer.
+            let sequence = streams[key, default: Stream()].base + UInt64(streams[key, default: Stream()].slots.count)
+            streams[key, default: Stream()].slots.append((nil, answer))
             let chain = self.chain(for: query.type)
             run(chain, 0, query, HookOutcome(.continue)) { [self] outcome in
                 settle(key, sequence, outcome)
@@ -312,8 +311,12 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
         }
     }
 
+    /// Chains already worked out, by message type (a handful of types in practice).
+    private var chains: [UInt16: [(Plugin, String)]] = [:]
+
     /// The (plugin, hook) pairs a message of `type` goes through, in `--plugin` order.
     private func chain(for type: UInt16) -> [(Plugin, String)] {
+        if let known = chains[type] { return known }
         var chain: [(Plugin, String)] = []
         for plugin in plugins {
             for hook in plugin.manifest.hooks where hook.filters?.contains(type) ?? true {
@@ -321,6 +324,7 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
                 chain.append((plugin, hook.name))
             }
         }
+        if chains.count < 4096 { chains[type] = chain }
         return chain
     }
 
@@ -330,7 +334,7 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
         guard index < chain.count else { done(sofar); return }
         let (plugin, hook) = chain[index]
         guard plugin.isAlive else { run(chain, index + 1, query, sofar, done); return }
-        plugin.call(hook, Self.params(hook, query), timeout: configuration.hookTimeout) { [self] result in
+        plugin.call(hook, renderedParams: Self.params(hook, query), timeout: configuration.hookTimeout) { [self] result in
             var outcome = sofar
             switch result {
             case .success(let value):
@@ -360,34 +364,40 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
 
     /// Records an answer and releases every answer that is now at the head of its stream.
     private func settle(_ key: StreamKey, _ sequence: UInt64, _ outcome: HookOutcome) {
-        guard var stream = streams[key] else { return }
-        let offset = Int(sequence - stream.base)
-        stream.slots[stream.slots.index(stream.slots.startIndex, offsetBy: offset)].outcome = outcome
-        while let head = stream.slots.first, let ready = head.outcome {
-            _ = stream.slots.removeFirst()
-            stream.base += 1
-            head.answer(ready)
+        guard let base = streams[key]?.base else { return }
+        let offset = Int(sequence - base)
+        streams[key]!.slots[streams[key]!.slots.index(streams[key]!.slots.startIndex, offsetBy: offset)].outcome = outcome
+        var released: [(HookOutcome, @Sendable (HookOutcome) -> Void)] = []
+        while let head = streams[key]!.slots.first, let ready = head.outcome {
+            _ = streams[key]!.slots.removeFirst()
+            streams[key]!.base += 1
+            released.append((ready, head.answer))
         }
-        streams[key] = stream.slots.isEmpty ? nil : stream
+        if streams[key]!.slots.isEmpty { streams[key] = nil }
+        for (outcome, answer) in released { answer(outcome) }
     }
 
-    static func params(_ hook: String, _ query: HookQuery) -> JSONValue {
-        let payload = JSONValue.string(HexString.encode(query.message))
-        let peer = query.peerID.map { JSONValue.string($0) } ?? .null
+    /// The hook's params as JSON text, written directly (this runs for every message).
+    static func params(_ hook: String, _ query: HookQuery) -> String {
+        var text = ""
+        text.reserveCapacity(query.message.count * 2 + 200)
         if hook == "custommsg" {
             // Exactly Core Lightning's parameters.
-            return .object([("peer_id", peer), ("payload", payload)])
+            text += "{\"peer_id\":"
+        } else {
+            text += "{\"session\":\(query.session),\"direction\":\"\(query.direction.rawValue)\",\"peer_id\":"
         }
-        let type = query.type
-        return .object([
-            ("session", .int(Int64(query.session))),
-            ("direction", .string(query.direction.rawValue)),
-            ("peer_id", peer),
-            ("phase", .string(query.phase)),
-            ("type", .int(Int64(type))),
-            ("name", .string(MessageCatalogue.displayName(of: type))),
-            ("payload", payload),
-        ])
+        if let peer = query.peerID { JSONValue.writeString(peer, into: &text) } else { text += "null" }
+        if hook != "custommsg" {
+            text += ",\"phase\":"
+            JSONValue.writeString(query.phase, into: &text)
+            text += ",\"type\":\(query.type),\"name\":"
+            JSONValue.writeString(MessageCatalogue.displayName(of: query.type), into: &text)
+        }
+        text += ",\"payload\":\""
+        text += HexString.encode(query.message)
+        text += "\"}"
+        return text
     }
 
     struct AnswerError: Error, CustomStringConvertible {
