@@ -273,6 +273,7 @@ def test_plugin_that_writes_garbage_is_stopped_and_traffic_continues(lnrr, keys,
     a.send_message(msg(32769, b"\x67"))
     assert b.read_message() == msg(32769, b"\x66")
     assert b.read_message() == msg(32769, b"\x67")
+    proxy.proc.wait_lines(lambda _: "traffic continues without it" in proxy.proc.stderr_text(), timeout=10)
     text = proxy.proc.stderr_text()
     assert "not a JSON-RPC object" in text and "this is not json" in text
     proxy.stop()
