@@ -249,9 +249,21 @@ final class Plugin: @unchecked Sendable {
         if let next, goneReason == nil { armSweep(next) }
     }
 
-    /// Sends a notification (no answer expected).
+    /// Notifications not sent because the plugin was not reading its stdin.
+    private var droppedNotifications = 0
+
+    /// Sends a notification (no answer expected). A plugin that does not read its stdin does not
+    /// make lnrr buffer notifications without bound: past the pipe's write-buffer limit they are
+    /// dropped (and counted in the log); hook calls are bounded by the sessions' queues instead.
     func notify(_ method: String, _ params: JSONValue) {
         guard goneReason == nil, let channel else { return }
+        guard channel.isWritable else {
+            droppedNotifications += 1
+            if droppedNotifications == 1 || droppedNotifications % 1000 == 0 {
+                logger.warning("plugin \(name) is not reading its stdin: \(droppedNotifications) notifications dropped so far")
+            }
+            return
+        }
         var text = "{\"jsonrpc\":\"2.0\",\"method\":"
         JSONValue.writeString(method, into: &text)
         text += ",\"params\":"
