@@ -110,7 +110,8 @@ final class Plugin: @unchecked Sendable {
         let loop = self.loop
         process.terminationHandler = { [weak self] finished in
             let status = finished.terminationStatus
-            loop.execute { self?.processExited(status) }
+            guard let plugin = self else { return }
+            loop.execute { plugin.processExited(status) }
         }
         do { try process.run() } catch {
             for fd in toChild + fromChild + errFromChild { close(fd) }
@@ -119,22 +120,23 @@ final class Plugin: @unchecked Sendable {
         // The child has its copies; lnrr keeps only its own ends.
         close(toChild[0]); close(fromChild[1]); close(errFromChild[1])
         self.process = process
+        let plugin = self
         let stderrChannel = NIOPipeBootstrap(group: loop)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(PluginStderrHandler(plugin: self)) }
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(PluginStderrHandler(plugin: plugin)) }
             }
             .takingOwnershipOfDescriptor(input: errFromChild[0])
         let mainChannel = NIOPipeBootstrap(group: loop)
-            .channelInitializer { [self] channel in
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(JSONObjectFramer(maxBytes: maxMessageBytes)),
-                        PluginStdoutHandler(plugin: self),
+                        PluginStdoutHandler(plugin: plugin),
                     ])
                 }
             }
             .takingOwnershipOfDescriptors(input: fromChild[0], output: toChild[1])
-            .map { [self] channel in self.channel = channel }
+            .map { channel in plugin.channel = channel }
         return stderrChannel.and(mainChannel).map { _ in }
     }
 
@@ -147,13 +149,14 @@ final class Plugin: @unchecked Sendable {
     /// Waits (at most `limit`) for the process to end, so its last stderr lines and status are known.
     func waitForExit(atMost limit: TimeAmount) -> EventLoopFuture<Void> {
         let done = loop.makePromise(of: Void.self)
-        var finished = false
+        // Both callbacks run on `loop`, so the flag needs no lock.
+        let finished = NIOLoopBoundBox(false, eventLoop: loop)
         let timer = loop.scheduleTask(in: limit) {
-            if !finished { finished = true; done.succeed(()) }
+            if !finished.value { finished.value = true; done.succeed(()) }
         }
         exited.futureResult.whenComplete { _ in
             timer.cancel()
-            if !finished { finished = true; done.succeed(()) }
+            if !finished.value { finished.value = true; done.succeed(()) }
         }
         return done.futureResult
     }

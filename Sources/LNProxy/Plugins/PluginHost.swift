@@ -112,9 +112,10 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
             for plugin in started { try? await loop.flatSubmit { plugin.stop(grace: .milliseconds(500)) }.get() }
             throw error
         }
-        let host = PluginHost(loop: loop, logger: logger, configuration: configuration, plugins: started)
+        let plugins = started
+        let host = PluginHost(loop: loop, logger: logger, configuration: configuration, plugins: plugins)
         try await loop.submit {
-            for plugin in started {
+            for plugin in plugins {
                 plugin.onGone = { [weak host, weak plugin] why in
                     guard let host, let plugin else { return }
                     host.pluginGone(plugin, why)
