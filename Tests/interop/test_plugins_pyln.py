@@ -114,6 +114,7 @@ def test_example_plugin_verdicts_decide_what_the_peer_receives(lnrr, keys, procs
     # The plugin's RPC method is called through the control socket like a built-in one.
     stats = ctl(lnrr, sock, "tagstats")
     assert stats["messages"] == 9 and stats["by_tag"]["2"] == 2 and stats["sessions_started"] == 1
+    assert stats["live_sessions"] == 1           # the plugin called lnrr back through init's rpc-file
     assert stats["phases"] == ["connection: init -> opening"]          # the lnrr_phase notification (after both inits)
     assert len(stats["rules"]) == 1 and "no-pings" in stats["rules"][0]
     assert stats["sessions_ended"] == 0

@@ -63,8 +63,9 @@ def on_rule(plugin, lnrr_rule, **kwargs):
 
 @plugin.method("tagstats")
 def tagstats(plugin):
-    """What the plugin has seen so far."""
-    return stats
+    """What the plugin has seen so far, and (calling lnrr back on its control socket) how many
+    sessions lnrr has now."""
+    return dict(stats, live_sessions=len(plugin.rpc.listsessions()["sessions"]))
 
 
 @plugin.init()
