@@ -66,7 +66,7 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Rules to apply (YAML, see docs/rules.md). SIGHUP reloads the file; a file that no longer validates is refused and the old rules stay.", valueName: "FILE"))
     var rules: String?
 
-    @Option(name: .long, help: ArgumentHelp("Serve JSON-RPC 2.0 on this Unix socket (owner-only): listsessions, sendcustommsg, inject, disconnect, addrule, delrule, listrules, subscribe. Client: `lnrr ctl`.", valueName: "PATH"))
+    @Option(name: .long, help: ArgumentHelp("Serve JSON-RPC 2.0 on this Unix socket (owner-only): listsessions, sendcustommsg, inject, disconnect, addrule, delrule, listrules, subscribe, and the --plugin methods. Client: `lnrr ctl`; plugins get it as their rpc-file.", valueName: "PATH"))
     var control: String?
 
     @Option(name: .long, help: ArgumentHelp("Run CMD (via /bin/sh) for each custom message, either direction, with {\"peer_id\",\"direction\",\"payload\"} on stdin; it answers {\"result\":\"continue\"}, {\"result\":\"drop\"} or {\"result\":\"replace\",\"payload\":HEX}. Order per direction is kept.", valueName: "CMD"))
