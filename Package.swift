@@ -58,8 +58,7 @@ let package = Package(
         // NIO glue: runs the BOLT 8 state machine on a channel; yields whole messages.
         .target(
             name: "LNTransportNIO",
-            dependencies: ["LNTransport", .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: nioGlue
+            dependencies: ["LNTransport", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // The relay core: one proxied session as a state machine without I/O (no NIO), Swift 6 mode.
         // Cross-module optimisation lets the proxy's driver specialise the generic core for NIO's
@@ -127,9 +126,9 @@ let package = Package(
             dependencies: [
                 "LNTransport", "LNTransportNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            swiftSettings: nioGlue
+            ]
         ),
     ]
 )

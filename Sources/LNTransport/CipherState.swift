@@ -62,9 +62,9 @@ public struct MessageEncryptor: Sendable {
 
     /// Writes the frame for `message` into `output`, which must hold `message.count + overhead`
     /// bytes. Returns the frame's length.
-    public mutating func seal(_ message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+    public mutating func seal(_ message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(TransportError) -> Int {
         let length = message.count
-        guard length <= Self.maximumMessageLength else { throw TransportError.messageTooLong(length) }
+        guard length <= Self.maximumMessageLength else { throw .messageTooLong(length) }
         precondition(output.count >= length + Self.overhead, "output too small for the frame")
         var prefix = UInt16(length).bigEndian
         withUnsafeBytes(of: &prefix) { l in
@@ -72,16 +72,6 @@ public struct MessageEncryptor: Sendable {
         }
         state.encrypt(message.baseAddress, count: length, into: output.baseAddress! + 18)
         return length + Self.overhead
-    }
-
-    /// The frame for `message`.
-    public mutating func seal(_ message: [UInt8]) throws -> [UInt8] {
-        guard message.count <= Self.maximumMessageLength else { throw TransportError.messageTooLong(message.count) }
-        var frame = [UInt8](repeating: 0, count: message.count + Self.overhead)
-        _ = try message.withUnsafeBytes { m in
-            try frame.withUnsafeMutableBytes { try seal(m, into: $0) }
-        }
-        return frame
     }
 }
 
@@ -99,20 +89,20 @@ public struct MessageDecryptor: Sendable {
 
     /// Decrypts an 18-byte header (in place) and returns the length of the message that follows;
     /// `length + 16` bytes of body come next.
-    public mutating func openLength(_ header: UnsafeMutableRawBufferPointer) throws -> Int {
+    public mutating func openLength(_ header: UnsafeMutableRawBufferPointer) throws(TransportError) -> Int {
         precondition(header.count == Self.headerLength)
         guard state.decrypt(header.baseAddress!, count: Self.headerLength) else {
-            throw TransportError.badFrameMAC(part: .length)
+            throw .badFrameMAC(part: .length)
         }
         return Int(header[0]) << 8 | Int(header[1])
     }
 
     /// Decrypts a body (message + 16-byte MAC) in place; afterwards its first `count - 16` bytes are
     /// the message.
-    public mutating func openBody(_ body: UnsafeMutableRawBufferPointer) throws {
+    public mutating func openBody(_ body: UnsafeMutableRawBufferPointer) throws(TransportError) {
         precondition(body.count >= Self.macLength)
         guard state.decrypt(body.baseAddress!, count: body.count) else {
-            throw TransportError.badFrameMAC(part: .body)
+            throw .badFrameMAC(part: .body)
         }
     }
 }

@@ -3,7 +3,7 @@ import CSecp256k1
 /// The BOLT 8 `Noise_XK_secp256k1_ChaChaPoly_SHA256` handshake, one act at a time, with the
 /// spec's own names (`ck`, `h`, `temp_k1`..`temp_k3`, `e`, `s`, `re`, `rs`) so it can be read beside it.
 ///
-/// I/O-free: callers hand in the act bytes they read and send the bytes returned.
+/// The cryptography of the acts only: `BOLT8Machine` decides when each act is read or written.
 public struct Handshake: Sendable {
     public static let actOneLength = 50
     public static let actTwoLength = 50
@@ -68,18 +68,18 @@ public struct Handshake: Sendable {
 
     /// Act two, receiver, then act three, sender (`<- e, ee` then `-> s, se`). Returns act three and
     /// the transport keys.
-    public mutating func readActTwo(_ m: [UInt8]) throws -> (actThree: [UInt8], keys: TransportKeys) {
+    public mutating func readActTwo(_ m: [UInt8]) throws(TransportError) -> (actThree: [UInt8], keys: TransportKeys) {
         precondition(role == .initiator)
         guard m.count == Self.actTwoLength else {
-            throw TransportError.truncated(expected: Self.actTwoLength, got: m.count, during: "act two")
+            throw .truncated(expected: Self.actTwoLength, got: m.count, during: "act two")
         }
-        guard m[0] == 0 else { throw TransportError.badVersion(act: 2, version: m[0]) }
-        guard let re = Crypto.parsePublicKey(m[1..<34]) else { throw TransportError.badPublicKey(act: 2) }
+        guard m[0] == 0 else { throw .badVersion(act: 2, version: m[0]) }
+        guard let re = Crypto.parsePublicKey(m[1..<34]) else { throw .badPublicKey(act: 2) }
         let c = m[34..<50]
         h = Crypto.sha256(h, Array(m[1..<34]))
         let ee = Crypto.ecdh(secret: ePriv, remote: re)
         (ck, tempK2) = Crypto.hkdf(salt: ck, ikm: ee)
-        guard Crypto.decryptWithAD(tempK2, 0, h, c) != nil else { throw TransportError.badActMAC(act: 2) }
+        guard Crypto.decryptWithAD(tempK2, 0, h, c) != nil else { throw .badActMAC(act: 2) }
         h = Crypto.sha256(h, Array(c))
 
         // Act three.
@@ -96,19 +96,19 @@ public struct Handshake: Sendable {
     // MARK: Responder
 
     /// Act one, receiver, then act two, sender (`-> e, es` then `<- e, ee`). Returns act two.
-    public mutating func readActOne(_ m: [UInt8]) throws -> [UInt8] {
+    public mutating func readActOne(_ m: [UInt8]) throws(TransportError) -> [UInt8] {
         precondition(role == .responder)
         guard m.count == Self.actOneLength else {
-            throw TransportError.truncated(expected: Self.actOneLength, got: m.count, during: "act one")
+            throw .truncated(expected: Self.actOneLength, got: m.count, during: "act one")
         }
-        guard m[0] == 0 else { throw TransportError.badVersion(act: 1, version: m[0]) }
-        guard let re = Crypto.parsePublicKey(m[1..<34]) else { throw TransportError.badPublicKey(act: 1) }
+        guard m[0] == 0 else { throw .badVersion(act: 1, version: m[0]) }
+        guard let re = Crypto.parsePublicKey(m[1..<34]) else { throw .badPublicKey(act: 1) }
         let c = m[34..<50]
         h = Crypto.sha256(h, Array(m[1..<34]))
         let es = Crypto.ecdh(secret: ls.bytes, remote: re)
         let tempK1: [UInt8]
         (ck, tempK1) = Crypto.hkdf(salt: ck, ikm: es)
-        guard Crypto.decryptWithAD(tempK1, 0, h, c) != nil else { throw TransportError.badActMAC(act: 1) }
+        guard Crypto.decryptWithAD(tempK1, 0, h, c) != nil else { throw .badActMAC(act: 1) }
         h = Crypto.sha256(h, Array(c))
         self.re = re
 
@@ -123,23 +123,23 @@ public struct Handshake: Sendable {
 
     /// Act three, receiver (`-> s, se`). Returns the transport keys and, in them, the initiator's
     /// node id.
-    public mutating func readActThree(_ m: [UInt8]) throws -> TransportKeys {
+    public mutating func readActThree(_ m: [UInt8]) throws(TransportError) -> TransportKeys {
         precondition(role == .responder)
         guard m.count == Self.actThreeLength else {
-            throw TransportError.truncated(expected: Self.actThreeLength, got: m.count, during: "act three")
+            throw .truncated(expected: Self.actThreeLength, got: m.count, during: "act three")
         }
-        guard m[0] == 0 else { throw TransportError.badVersion(act: 3, version: m[0]) }
+        guard m[0] == 0 else { throw .badVersion(act: 3, version: m[0]) }
         let c = m[1..<50]
         let t = m[50..<66]
-        guard let rsBytes = Crypto.decryptWithAD(tempK2, 1, h, c) else { throw TransportError.badActCiphertext }
+        guard let rsBytes = Crypto.decryptWithAD(tempK2, 1, h, c) else { throw .badActCiphertext }
         guard let rsKey = Crypto.parsePublicKey(rsBytes[...]), let rs = try? NodeID(bytes: rsBytes) else {
-            throw TransportError.badPublicKey(act: 3)
+            throw .badPublicKey(act: 3)
         }
         h = Crypto.sha256(h, Array(c))
         let se = Crypto.ecdh(secret: ePriv, remote: rsKey)
         let tempK3: [UInt8]
         (ck, tempK3) = Crypto.hkdf(salt: ck, ikm: se)
-        guard Crypto.decryptWithAD(tempK3, 0, h, t) != nil else { throw TransportError.badActMAC(act: 3) }
+        guard Crypto.decryptWithAD(tempK3, 0, h, t) != nil else { throw .badActMAC(act: 3) }
         self.rs = rs
         let (rk, sk) = Crypto.hkdf(salt: ck, ikm: [])
         return TransportKeys(sk: sk, rk: rk, ck: ck, remote: rs)

@@ -10,9 +10,10 @@ public enum BOLT8Event: Sendable, Equatable {
 /// Runs BOLT 8 on a TCP channel: the handshake, then whole Lightning messages both ways.
 ///
 /// Inbound it turns bytes into `ByteBuffer`s holding one message each (2-byte type and payload);
-/// outbound it takes such buffers and writes their encrypted frames. All protocol logic lives in
-/// `LNTransport`; this handler only moves bytes and decrypts in place inside the buffers NIO read
-/// into, so a message reaches the next handler without being copied.
+/// outbound it takes such buffers and writes their encrypted frames. Every protocol decision is
+/// made by `BOLT8Machine`; this adapter only feeds it the bytes NIO read and carries out what it
+/// says. The machine decrypts in place inside those buffers, so a message reaches the next handler
+/// as a slice of the bytes read, without being copied.
 ///
 /// Writes made before the handshake completes are queued and sent, in order, right after it.
 /// A `TransportError` is fired through `errorCaught` and the channel is closed.
@@ -23,194 +24,101 @@ public final class BOLT8Handler: ChannelDuplexHandler {
     public typealias OutboundOut = ByteBuffer
 
     /// Which end of the handshake this side plays.
-    public enum Role: Sendable {
-        /// Dial `remote`; the handshake fails unless the peer holds that node's key.
-        case initiator(remote: NodeID)
-        /// Answer whoever dials; their node id is learned in act three.
-        case responder
-    }
+    public typealias Role = BOLT8Machine.Role
 
-    private enum State {
-        case initiatorAwaitingActTwo(Handshake)
-        case responderAwaitingActOne(Handshake)
-        case responderAwaitingActThree(Handshake)
-        case established(MessageDecryptor)
-        case failed
-    }
-
-    private let role: Role
-    private let localSecret: NodeSecret
-    private var state: State
-    private var encryptor: MessageEncryptor?
-    /// Bytes read but not yet consumed (a partial act or frame).
+    private var machine: BOLT8Machine
+    /// The bytes read but not consumed by the machine (part of an act or frame), handed back first
+    /// on the next read.
     private var cumulation: ByteBuffer?
-    /// Length of the frame whose header was decrypted but whose body has not fully arrived.
-    private var pendingLength: Int?
     private var queuedWrites = CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)>()
-    /// Offsets and lengths of messages decrypted in one pass over the cumulation (kept to reuse its storage).
-    private var decoded: [(offset: Int, length: Int)] = []
-    private var slices: [ByteBuffer] = []
+    /// The machine's actions for one read; kept between reads to reuse its storage.
+    private var actions: [BOLT8Machine.Action] = []
+    /// Set when the channel goes inactive, possibly while messages of one read are being handed on.
+    private var inactive = false
 
-    public init(role: Role, localSecret: NodeSecret) {
-        self.role = role
-        self.localSecret = localSecret
-        switch role {
-        case .initiator(let remote):
-            state = .initiatorAwaitingActTwo(Handshake(initiator: localSecret, remote: remote))
-        case .responder:
-            state = .responderAwaitingActOne(Handshake(responder: localSecret))
-        }
+    public convenience init(role: Role, localSecret: NodeSecret) {
+        self.init(role: role, localSecret: localSecret, ephemeral: nil)
+    }
+
+    /// - Parameters:
+    ///   - ephemeral: only for test vectors; BOLT 8 requires a fresh random key per connection.
+    init(role: Role, localSecret: NodeSecret, ephemeral: NodeSecret?) {
+        machine = BOLT8Machine(role: role, localSecret: localSecret, ephemeral: ephemeral)
     }
 
     /// Whether the handshake has completed.
-    public var isEstablished: Bool { encryptor != nil }
+    public var isEstablished: Bool { machine.isEstablished }
 
     // MARK: Inbound
 
     public func channelActive(context: ChannelHandlerContext) {
-        if case .initiatorAwaitingActTwo(var handshake) = state {
-            let actOne = handshake.actOne()
-            state = .initiatorAwaitingActTwo(handshake)
+        if let actOne = machine.start() {
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: actOne)), promise: nil)
         }
         context.fireChannelActive()
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if machine.isClosed { return }
         var incoming = unwrapInboundIn(data)
-        if case .failed = state { return }
-        if var existing = cumulation, existing.readableBytes > 0 {
+        var buffer: ByteBuffer
+        if var existing = cumulation {
             // Only the tail of one partial act or frame is carried over, so this copy is small.
-            var merged = context.channel.allocator.buffer(capacity: existing.readableBytes + incoming.readableBytes)
-            merged.writeBuffer(&existing)
-            merged.writeBuffer(&incoming)
-            cumulation = merged
+            buffer = context.channel.allocator.buffer(capacity: existing.readableBytes + incoming.readableBytes)
+            buffer.writeBuffer(&existing)
+            buffer.writeBuffer(&incoming)
         } else {
-            cumulation = incoming
+            buffer = incoming
         }
-        do {
-            try process(context: context)
-        } catch {
-            fail(error, context: context)
+        cumulation = nil
+
+        // Swapped out so that a re-entrant read (a later handler feeding this channel from within
+        // channelRead) gets its own array instead of overwriting this one.
+        var actions: [BOLT8Machine.Action] = []
+        swap(&actions, &self.actions)
+        defer {
+            actions.removeAll(keepingCapacity: true)
+            swap(&actions, &self.actions)
+        }
+        // Decrypts every complete frame in place, in one pass while the storage is uniquely owned;
+        // the slices handed on below are taken only afterwards.
+        let consumed = buffer.withUnsafeMutableReadableBytes { machine.receive($0, actions: &actions) }
+        let base = buffer.readerIndex
+        if consumed < buffer.readableBytes {
+            cumulation = buffer.getSlice(at: base + consumed, length: buffer.readableBytes - consumed)
+        }
+        for action in actions {
+            switch action {
+            case .send(let bytes):
+                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+            case .handshakeCompleted(let remote):
+                // Writes issued during the handshake go out first, in the order they were made.
+                while let (message, promise) = queuedWrites.popFirst() {
+                    writeFrame(message, promise: promise, context: context)
+                }
+                context.flush()
+                context.fireUserInboundEventTriggered(BOLT8Event.handshakeCompleted(remote: remote))
+            case .deliver(let range):
+                // A later handler may have closed the channel while handling an earlier message.
+                if inactive { return }
+                context.fireChannelRead(wrapInboundOut(buffer.getSlice(at: base + range.lowerBound, length: range.count)!))
+            case .close(let error):
+                cumulation = nil
+                failQueuedWrites(error)
+                context.fireErrorCaught(error)
+                context.close(promise: nil)
+            }
         }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        let leftover = cumulation?.readableBytes ?? 0
-        var truncation: TransportError?
-        switch state {
-        case .failed:
-            break
-        case .initiatorAwaitingActTwo:
-            truncation = .truncated(expected: Handshake.actTwoLength, got: leftover, during: "act two")
-        case .responderAwaitingActOne:
-            truncation = .truncated(expected: Handshake.actOneLength, got: leftover, during: "act one")
-        case .responderAwaitingActThree:
-            truncation = .truncated(expected: Handshake.actThreeLength, got: leftover, during: "act three")
-        case .established:
-            if let pendingLength {
-                truncation = .truncated(expected: pendingLength + MessageDecryptor.macLength, got: leftover, during: "a message body")
-            } else if leftover > 0 {
-                truncation = .truncated(expected: MessageDecryptor.headerLength, got: leftover, during: "a message header")
-            }
-        }
-        if let truncation {
-            state = .failed
+        inactive = true
+        cumulation = nil
+        if let truncation = machine.end() {
             context.fireErrorCaught(truncation)
         }
         failQueuedWrites(ChannelError.ioOnClosedChannel)
         context.fireChannelInactive()
-    }
-
-    private func process(context: ChannelHandlerContext) throws {
-        while true {
-            switch state {
-            case .failed:
-                return
-            case .responderAwaitingActOne(var handshake):
-                guard let act = cumulation?.readBytes(length: Handshake.actOneLength) else { return }
-                let actTwo = try handshake.readActOne(act)
-                state = .responderAwaitingActThree(handshake)
-                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: actTwo)), promise: nil)
-            case .responderAwaitingActThree(var handshake):
-                guard let act = cumulation?.readBytes(length: Handshake.actThreeLength) else { return }
-                established(try handshake.readActThree(act), context: context)
-            case .initiatorAwaitingActTwo(var handshake):
-                guard let act = cumulation?.readBytes(length: Handshake.actTwoLength) else { return }
-                let (actThree, keys) = try handshake.readActTwo(act)
-                context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: actThree)), promise: nil)
-                established(keys, context: context)
-            case .established(var decryptor):
-                try decodeFrames(&decryptor, context: context)
-                if case .established = state { state = .established(decryptor) }
-                return
-            }
-        }
-    }
-
-    /// Decrypts every complete frame in the cumulation in one pass (so its storage is mutated while
-    /// uniquely owned), then hands each message on as a slice of it.
-    private func decodeFrames(_ decryptor: inout MessageDecryptor, context: ChannelHandlerContext) throws {
-        guard var buffer = cumulation else { return }
-        cumulation = nil
-        decoded.removeAll(keepingCapacity: true)
-        var pending = pendingLength
-        var failure: Error?
-        let consumed = buffer.withUnsafeMutableReadableBytes { bytes -> Int in
-            var offset = 0
-            do {
-                while true {
-                    if pending == nil {
-                        guard bytes.count - offset >= MessageDecryptor.headerLength else { break }
-                        pending = try decryptor.openLength(UnsafeMutableRawBufferPointer(rebasing: bytes[offset..<offset + MessageDecryptor.headerLength]))
-                        offset += MessageDecryptor.headerLength
-                    }
-                    let length = pending!
-                    guard bytes.count - offset >= length + MessageDecryptor.macLength else { break }
-                    try decryptor.openBody(UnsafeMutableRawBufferPointer(rebasing: bytes[offset..<offset + length + MessageDecryptor.macLength]))
-                    decoded.append((offset, length))
-                    offset += length + MessageDecryptor.macLength
-                    pending = nil
-                }
-            } catch {
-                failure = error
-            }
-            return offset
-        }
-        pendingLength = pending
-        let base = buffer.readerIndex
-        slices.removeAll(keepingCapacity: true)
-        for (offset, length) in decoded {
-            slices.append(buffer.getSlice(at: base + offset, length: length)!)
-        }
-        buffer.moveReaderIndex(forwardBy: consumed)
-        if buffer.readableBytes > 0 { cumulation = buffer }
-        for slice in slices {
-            if case .failed = state { break }
-            context.fireChannelRead(wrapInboundOut(slice))
-        }
-        slices.removeAll(keepingCapacity: true)
-        if let failure { throw failure }
-    }
-
-    private func established(_ keys: TransportKeys, context: ChannelHandlerContext) {
-        encryptor = MessageEncryptor(keys: keys)
-        state = .established(MessageDecryptor(keys: keys))
-        context.fireUserInboundEventTriggered(BOLT8Event.handshakeCompleted(remote: keys.remote))
-        // Writes issued during the handshake go out now, in order, after act three.
-        while let (message, promise) = queuedWrites.popFirst() {
-            writeFrame(message, promise: promise, context: context)
-        }
-        context.flush()
-    }
-
-    private func fail(_ error: Error, context: ChannelHandlerContext) {
-        if case .failed = state { return }
-        state = .failed
-        cumulation = nil
-        failQueuedWrites(error)
-        context.fireErrorCaught(error)
-        context.close(promise: nil)
     }
 
     private func failQueuedWrites(_ error: Error) {
@@ -223,27 +131,22 @@ public final class BOLT8Handler: ChannelDuplexHandler {
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let message = unwrapOutboundIn(data)
-        switch state {
-        case .failed:
-            promise?.fail(ChannelError.ioOnClosedChannel)
-        case .established:
+        if machine.isEstablished {
             writeFrame(message, promise: promise, context: context)
-        default:
+        } else if machine.isClosed {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+        } else {
             queuedWrites.append((message, promise))
         }
     }
 
     private func writeFrame(_ message: ByteBuffer, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         let length = message.readableBytes
-        guard length <= MessageEncryptor.maximumMessageLength else {
-            promise?.fail(TransportError.messageTooLong(length))
-            return
-        }
         var frame = context.channel.allocator.buffer(capacity: length + MessageEncryptor.overhead)
         do {
             try message.withUnsafeReadableBytes { plaintext in
-                _ = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: length + MessageEncryptor.overhead) { out in
-                    try encryptor!.seal(plaintext, into: out)
+                _ = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: length + MessageEncryptor.overhead) { output in
+                    try machine.seal(plaintext, into: output)
                 }
             }
         } catch {
@@ -253,3 +156,7 @@ public final class BOLT8Handler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(frame), promise: promise)
     }
 }
+
+// Like swift-nio-ssh's handlers: bound to its channel's event loop, never shared across threads.
+@available(*, unavailable)
+extension BOLT8Handler: Sendable {}

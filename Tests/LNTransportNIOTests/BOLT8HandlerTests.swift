@@ -5,6 +5,11 @@ import NIOPosix
 import Testing
 
 /// Collects what reaches the end of a pipeline.
+///
+/// `@unchecked Sendable` because the bootstraps' initializer closures are `@Sendable` and capture
+/// it; it is safe because its fields are only touched on its channel's event loop (by the pipeline,
+/// and by the tests through `submit` on that loop after the channel closed), and the promises it
+/// completes are themselves thread-safe.
 final class Collector: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
 
