@@ -203,21 +203,34 @@ struct BOLT8HandlerEmbeddedTests {
         #expect(!channel.isActive)
     }
 
+    /// Two reads, then the end of the stream, and the error that end must give.
+    struct EndCase: CustomTestStringConvertible, Sendable {
+        var name: String
+        var first: [UInt8]
+        var second: [UInt8]
+        var expected: TransportError?
+        var testDescription: String { name }
+    }
+
     @Test("the stream ending mid-act, mid-header and mid-body is reported exactly; between frames it is not an error",
           arguments: [
-              (Array(V.actOne.prefix(3)), [], TransportError.truncated(expected: 50, got: 3, during: "act one")),
-              (V.actOne + V.actThree.prefix(10), [], .truncated(expected: 66, got: 10, during: "act three")),
-              (V.actOne, V.actThree + V.hello0.prefix(10), .truncated(expected: 18, got: 10, during: "a message header")),
-              (V.actOne, V.actThree + V.hello0.prefix(20), .truncated(expected: 21, got: 2, during: "a message body")),
-              (V.actOne, V.actThree + V.hello0, nil),
-          ] as [([UInt8], [UInt8], TransportError?)])
-    func endOfStream(first: [UInt8], second: [UInt8], expected: TransportError?) throws {
+              EndCase(name: "mid act one", first: Array(V.actOne.prefix(3)), second: [],
+                      expected: .truncated(expected: 50, got: 3, during: "act one")),
+              EndCase(name: "mid act three", first: V.actOne + V.actThree.prefix(10), second: [],
+                      expected: .truncated(expected: 66, got: 10, during: "act three")),
+              EndCase(name: "mid header", first: V.actOne, second: V.actThree + V.hello0.prefix(10),
+                      expected: .truncated(expected: 18, got: 10, during: "a message header")),
+              EndCase(name: "mid body", first: V.actOne, second: V.actThree + V.hello0.prefix(20),
+                      expected: .truncated(expected: 21, got: 2, during: "a message body")),
+              EndCase(name: "between frames", first: V.actOne, second: V.actThree + V.hello0, expected: nil),
+          ])
+    func endOfStream(_ test: EndCase) throws {
         let (channel, recorder) = try responder()
-        try channel.writeInbound(buffer(first))
-        if !second.isEmpty { try channel.writeInbound(buffer(second)) }
+        try channel.writeInbound(buffer(test.first))
+        if !test.second.isEmpty { try channel.writeInbound(buffer(test.second)) }
         _ = try channel.finish(acceptAlreadyClosed: false)
         #expect(recorder.inactive)
-        #expect(recorder.errors == (expected.map { [$0] } ?? []))
+        #expect(recorder.errors == (test.expected.map { [$0] } ?? []))
     }
 
     @Test("a message over 65535 bytes fails its write; the session goes on")
