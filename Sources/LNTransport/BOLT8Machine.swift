@@ -105,6 +105,7 @@ public struct BOLT8Machine: Sendable {
                     retained = 0
                     return bytes.count
                 case .ready:
+                    guard available > 0 else { break read }
                     throw .invalidState("the peer sent data before act one was sent")
                 case .awaitingActOne(var handshake):
                     guard available >= Handshake.actOneLength else { break read }
