@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "LNTransport", targets: ["LNTransport"]),
         .library(name: "LNWire", targets: ["LNWire"]),
         .library(name: "LNRecording", targets: ["LNRecording"]),
+        .library(name: "LNRules", targets: ["LNRules"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
