@@ -1,14 +1,18 @@
 import Foundation
 import LNWire
 
-/// When a recording's bytes are handed to the operating system.
+/// When a recording's bytes are handed to the operating system (`write(2)`), and so what survives a
+/// `kill -9` of lnrr. Nothing is `fsync`ed before a session ends, so after a power loss any level can
+/// lose what the kernel had not yet written back (docs/reliability.md).
 public enum SyncMode: String, Sendable, Codable, CaseIterable {
-    /// Every record is written as soon as the writer thread gets it: a `kill -9` of lnrr loses nothing
-    /// that was relayed more than a moment before. The default.
+    /// Every record reaches the OS before the message it records is delivered: the proxy's batch of
+    /// records is written when it calls `RecordingWriter.kick()`, before it flushes the messages on.
+    /// After a `kill -9` every delivered message is in the file. The default.
     case message
-    /// Records are written every few milliseconds or every 256 KiB.
+    /// Records are written by the shared writer threads within 5 ms, or at 256 KiB: a `kill -9` can
+    /// lose the last 5 ms of records, delivered messages among them.
     case batch
-    /// Records are written when 4 MiB have accumulated and at the end.
+    /// Records are written at 4 MiB or every 250 ms, and at the end.
     case none
 }
 
@@ -125,6 +129,15 @@ public struct RecordingEvent: Sendable, Equatable {
         }
         return out + "}"
     }
+
+    /// The event the writer adds before `close` when it could not write the recording: fields
+    /// `cause` (e.g. `ENOSPC: no space left on device`) and `unrecorded` (messages handed to the
+    /// writer after the failure, which the file does not hold).
+    public static let recordingFailedName = "recording-failed"
+    /// Fields the writer adds to the `close` event: how many messages it was handed in each
+    /// direction, so a reader can tell messages lost at the end of the file from none sent.
+    public static let recordedAToBField = "recorded_a_to_b"
+    public static let recordedBToAField = "recorded_b_to_a"
 
     /// Parses an event packet's data.
     public init?(json data: some Collection<UInt8>) {

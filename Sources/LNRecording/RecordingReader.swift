@@ -11,7 +11,8 @@ public struct RecordedMessage: Sendable, Equatable {
     public var bytes: [UInt8]
     /// Annotations (what a rule did, phase changes).
     public var comments: [String]
-    /// Whether the data matched its CRC-32.
+    /// Whether the data was verified against its CRC-32: false when it does not match **and** when
+    /// the record has no readable checksum to check it against (`problems` says which).
     public var checksumOK: Bool
     /// Where its block starts in the file.
     public var offset: Int
@@ -27,28 +28,46 @@ public struct RecordedEvent: Sendable, Equatable {
     public var offset: Int
 }
 
-/// Something wrong with a recording that the reader worked around.
+/// Something wrong with a recording that the reader worked around. Any of them makes `lnrr show`
+/// and `lnrr list` exit 1: the file is not a complete, verified record of the session.
 public enum RecordingProblem: Sendable, Equatable, CustomStringConvertible {
     /// A message's data does not match its CRC-32 (the message is still returned, flagged).
     case badChecksum(offset: Int, index: Int)
+    /// A message the reader cannot verify (no readable `epb_hash`, a captured length that disagrees
+    /// with the original length, no direction): returned, flagged, never counted as good.
+    case unverified(offset: Int, index: Int, reason: String)
+    /// Messages missing from one direction: the per-direction `epb_packetid` sequence jumps (or the
+    /// `close` event counted more than the file holds). `offset` is where the gap was noticed.
+    case lostMessages(direction: Direction, count: Int, offset: Int)
+    /// A packet names an interface the file does not describe, or a block has a type pcapng does not
+    /// define: what a flipped byte makes of a record. It is skipped; reading goes on.
+    case unreadableBlock(offset: Int, reason: String)
     /// The file ends inside a block: what a kill during a write leaves. Everything before it is intact.
     case truncatedTail(offset: Int, bytes: Int)
     /// A block's length fields are inconsistent; reading stopped there.
     case corrupt(offset: Int, reason: String)
     /// An event packet whose data is not an lnrr event.
     case unreadableEvent(offset: Int)
+    /// lnrr could not write the recording (the disk filled, an I/O error) and said so in the file;
+    /// records after that point were not written.
+    case recordingFailed(offset: Int, cause: String)
 
     public var description: String {
         switch self {
         case .badChecksum(let offset, let index): return "message #\(index) at byte \(offset): checksum mismatch (data altered)"
-        case .truncatedTail(let offset, let bytes): return "truncated tail: \(bytes) bytes at byte \(offset) are an incomplete record (the writer was stopped mid-write); every record before it is intact"
+        case .unverified(let offset, let index, let reason): return "message #\(index) at byte \(offset): cannot be verified: \(reason)"
+        case .lostMessages(let direction, let count, let offset):
+            return "\(count) \(direction.rawValue) message\(count == 1 ? "" : "s") missing before byte \(offset) (gap in the per-direction packet ids)"
+        case .unreadableBlock(let offset, let reason): return "block at byte \(offset) skipped: \(reason)"
+        case .truncatedTail(let offset, let bytes): return "truncated tail: \(bytes) bytes at byte \(offset) are an incomplete record (lnrr was killed, or a write failed, mid-record); every record before it is intact"
         case .corrupt(let offset, let reason): return "corrupt block at byte \(offset): \(reason); reading stopped there"
         case .unreadableEvent(let offset): return "event at byte \(offset) is not lnrr JSON"
+        case .recordingFailed(let offset, let cause): return "the recording is incomplete: writing it failed (\(cause)); the event at byte \(offset) says so, and records after the failure were not written"
         }
     }
 }
 
-/// A message seen through `RecordingReader.scan`: its data points into the mapped file.
+/// A message seen through `RecordingReader.scan`: its data points into the reader's buffer.
 public struct MessageView {
     public var index: Int
     public var direction: Direction
@@ -63,7 +82,9 @@ public enum RecordingEntry: Sendable, Equatable {
     case event(RecordedEvent)
 }
 
-/// Reads lnrr recordings, tolerating what crashes and editors leave behind.
+/// Reads lnrr recordings, tolerating what crashes and editors leave behind, and reporting whatever
+/// it cannot verify. Files are streamed through a bounded buffer (`BlockSource`), never mapped or
+/// held whole.
 public struct RecordingReader {
     public let path: String
     public private(set) var metadata: SessionMetadata?
@@ -73,42 +94,39 @@ public struct RecordingReader {
     public private(set) var offset = 0
     private var messageIndex = 0
     private var linkTypes: [UInt16] = []
+    /// The next expected `epb_packetid` sequence number per direction (a->b, b->a).
+    private var nextPacketID: [UInt64] = [1, 1]
 
-    /// Opens a recording and reads what it holds so far (metadata, problems); use `readNew` to go on
-    /// reading what is appended later.
+    /// Opens a recording and reads its header (metadata and interfaces); `readNew` goes on from there.
+    /// Throws for a file that is not a regular file, not pcapng, or of a format version it does not know.
     public init(path: String) throws {
         self.path = path
-        var bytes = try Self.readFile(path, from: 0)
-        try Self.validate(bytes, path: path)
-        _ = parse(&bytes, visit: { _ in }, tolerateTail: true)
+        let source = try BlockSource(path: path)
+        try Self.validate(source, path: path)
+        _ = try parse(source, visit: { _ in }, tolerateTail: true, headerOnly: true)
     }
 
     private init(validated path: String) {
         self.path = path
     }
 
-    private static func validate(_ bytes: [UInt8], path: String) throws {
-        try bytes.withUnsafeBytes { try validate($0, path: path) }
-    }
-
-    private static func validate(_ bytes: UnsafeRawBufferPointer, path: String) throws {
-        guard bytes.count >= 12 else {
-            throw RecordingError.notARecording(path, bytes.isEmpty ? "the file is empty" : "too short for a pcapng header")
+    private static func validate(_ source: BlockSource, path: String) throws {
+        guard try source.ensure(12) else {
+            throw RecordingError.notARecording(path, source.buffered == 0 ? "the file is empty" : "too short for a pcapng header")
         }
-        let type = bytes.loadUnaligned(as: UInt32.self).littleEndian
-        let magic = bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+        let raw = source.bytes
+        let type = raw.loadUnaligned(as: UInt32.self).littleEndian
+        let magic = raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
         guard type == Pcapng.sectionHeaderType, magic == Pcapng.byteOrderMagic else {
             throw RecordingError.notARecording(path, "no little-endian pcapng section header")
         }
     }
 
-    /// Reads every record from the start.
+    /// Reads every record from the start into memory. For large files prefer `forEachEntry` or `scan`,
+    /// which stream.
     public static func readAll(path: String) throws -> (reader: RecordingReader, entries: [RecordingEntry]) {
-        var reader = RecordingReader(validated: path)
         var entries: [RecordingEntry] = []
-        var bytes = try readFile(path, from: 0)
-        try validate(bytes, path: path)
-        _ = reader.parse(&bytes) { entries.append($0) }
+        let reader = try forEachEntry(path: path) { entries.append($0) }
         return (reader, entries)
     }
 
@@ -118,98 +136,158 @@ public struct RecordingReader {
         messageIndex = 0
         linkTypes = []
         problems = []
+        nextPacketID = [1, 1]
     }
 
     /// Reads records appended since the last call (for `--follow`); a block still being written is
     /// left for next time, not reported.
     public mutating func readNew(visit: (RecordingEntry) -> Void) throws {
-        var bytes = try Self.readFile(path, from: offset)
-        let base = offset
-        var local = self
-        local.offset = 0
-        local.problems = []
-        _ = local.parse(&bytes, visit: visit, tolerateTail: true)
-        offset = base + local.offset
-        messageIndex = local.messageIndex
-        linkTypes = local.linkTypes
-        if metadata == nil { metadata = local.metadata }
-        problems += local.problems
+        let source = try BlockSource(path: path, at: offset)
+        _ = try parse(source, visit: visit, tolerateTail: true)
     }
 
-    static func readFile(_ path: String, from start: Int) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw RecordingError.cannotRead(path, String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var info = stat()
-        fstat(fd, &info)
-        let size = max(0, Int(info.st_size) - start)
-        var bytes = [UInt8](repeating: 0, count: size)
-        var got = 0
-        while got < size {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(start + got)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            got += n
-        }
-        bytes.removeLast(size - got)
-        return bytes
+    /// Streams every record of a recording to `visit`, in file order, without holding them all.
+    public static func forEachEntry(path: String, visit: (RecordingEntry) -> Void) throws -> RecordingReader {
+        let source = try BlockSource(path: path)
+        try validate(source, path: path)
+        var reader = RecordingReader(validated: path)
+        _ = try reader.parse(source, visit: visit, tolerateTail: false)
+        return reader
     }
 
-    /// Walks the blocks of `bytes` (which start at `self.offset` relative positions of 0).
-    private mutating func parse(_ bytes: inout [UInt8], visit: (RecordingEntry) -> Void, tolerateTail: Bool = false) -> Bool {
-        let base = offset
-        return bytes.withUnsafeBytes { raw -> Bool in parse(raw, base: base, visit: visit, tolerateTail: tolerateTail) }
+    /// Reads a whole recording, handing each message to `onMessage` as a view (valid only during the
+    /// call; nothing is copied) and each event to `onEvent`. The fast path for listing and counting
+    /// large recordings.
+    public static func scan(path: String, onMessage: @escaping (MessageView) -> Void,
+                            onEvent: @escaping (RecordedEvent) -> Void = { _ in }) throws -> RecordingReader {
+        let source = try BlockSource(path: path)
+        try validate(source, path: path)
+        var reader = RecordingReader(validated: path)
+        reader.fastVisitor = onMessage
+        _ = try reader.parse(source, visit: { entry in
+            if case .event(let event) = entry { onEvent(event) }
+        }, tolerateTail: false)
+        reader.fastVisitor = nil
+        return reader
     }
 
-    private mutating func parse(_ raw: UnsafeRawBufferPointer, base: Int, visit: (RecordingEntry) -> Void, tolerateTail: Bool) -> Bool {
-        do {
-            var at = 0
-            while at < raw.count {
-                let fileOffset = base + at
-                guard raw.count - at >= 12 else {
-                    if !tolerateTail { problems.append(.truncatedTail(offset: fileOffset, bytes: raw.count - at)) }
-                    break
-                }
-                let type = raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian
-                let length = Int(raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self).littleEndian)
-                guard length >= 12, length % 4 == 0 else {
-                    problems.append(.corrupt(offset: fileOffset, reason: "block length \(length) is not a multiple of 4 of at least 12"))
-                    offset = base + at
-                    return false
-                }
-                guard raw.count - at >= length else {
-                    if !tolerateTail { problems.append(.truncatedTail(offset: fileOffset, bytes: raw.count - at)) }
-                    break
-                }
-                let trailer = Int(raw.loadUnaligned(fromByteOffset: at + length - 4, as: UInt32.self).littleEndian)
-                guard trailer == length else {
-                    problems.append(.corrupt(offset: fileOffset, reason: "its two length fields differ (\(length) and \(trailer))"))
-                    offset = base + at
-                    return false
-                }
-                let body = UnsafeRawBufferPointer(rebasing: raw[(at + 8)..<(at + length - 4)])
-                switch type {
-                case Pcapng.sectionHeaderType:
-                    linkTypes = []
-                    Self.forEachOption(body, from: 16) { code, value in
-                        let text = String(decoding: value, as: UTF8.self)
-                        if code == Pcapng.optComment, text.hasPrefix(Pcapng.metadataCommentPrefix) {
-                            metadata = try? JSONDecoder().decode(SessionMetadata.self, from: Data(text.dropFirst(Pcapng.metadataCommentPrefix.count).utf8))
-                        }
-                    }
-                case Pcapng.interfaceDescriptionType:
-                    linkTypes.append(body.count >= 2 ? body.loadUnaligned(as: UInt16.self).littleEndian : 0)
-                case Pcapng.enhancedPacketType:
-                    readPacket(body, fileOffset: fileOffset, visit: visit)
-                default:
-                    break  // other blocks (e.g. added by editcap) are skipped
-                }
-                at += length
+    /// Set by `scan`: messages go here as views into the buffer instead of becoming entries.
+    private var fastVisitor: ((MessageView) -> Void)?
+
+    /// Block types pcapng defines (besides the three lnrr writes): skipped without comment, so files
+    /// passed through editcap or mergecap still read. Any other type is reported.
+    private static let otherStandardBlocks: Set<UInt32> = [
+        0x0000_0002, 0x0000_0003, 0x0000_0004, 0x0000_0005, 0x0000_0007, 0x0000_0008, 0x0000_0009,
+        0x0000_000A, 0x0000_0BAD, 0x4000_0BAD,
+    ]
+
+    /// Walks blocks from the source's position; returns false when it stopped at a corrupt block.
+    /// `headerOnly` stops before the first packet.
+    private mutating func parse(_ source: BlockSource, visit: (RecordingEntry) -> Void, tolerateTail: Bool,
+                                headerOnly: Bool = false) throws -> Bool {
+        defer { offset = source.position }
+        while true {
+            let fileOffset = source.position
+            guard try source.ensure(12) else {
+                if source.buffered > 0 && !tolerateTail { problems.append(.truncatedTail(offset: fileOffset, bytes: source.buffered)) }
+                if !tolerateTail { checkSequenceAtEnd(offset: fileOffset) }
+                return true
             }
-            offset = base + at
-            return true
+            let head = source.bytes
+            let type = head.loadUnaligned(as: UInt32.self).littleEndian
+            let length = Int(head.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
+            guard length >= 12, length % 4 == 0 else {
+                problems.append(.corrupt(offset: fileOffset, reason: "block length \(length) is not a multiple of 4 of at least 12"))
+                return false
+            }
+            if headerOnly && type == Pcapng.enhancedPacketType { return true }
+            let known = type == Pcapng.sectionHeaderType || type == Pcapng.interfaceDescriptionType || type == Pcapng.enhancedPacketType
+            if length > BlockSource.maxBlock {
+                if known {
+                    problems.append(.corrupt(offset: fileOffset, reason: "a block of \(length) bytes, larger than any lnrr writes"))
+                    return false
+                }
+                // Someone else's large block: check its trailer where it should be, then skip it unread.
+                guard source.fileHolds(length) else {
+                    if !tolerateTail { problems.append(.truncatedTail(offset: fileOffset, bytes: source.buffered)) }
+                    return true
+                }
+                guard source.u32(at: fileOffset + length - 4) == UInt32(length) else {
+                    problems.append(.corrupt(offset: fileOffset, reason: "its two length fields differ"))
+                    return false
+                }
+                noteOtherBlock(type, offset: fileOffset)
+                source.skip(length)
+                continue
+            }
+            guard try source.ensure(length) else {
+                if !tolerateTail {
+                    problems.append(.truncatedTail(offset: fileOffset, bytes: source.buffered))
+                    checkSequenceAtEnd(offset: fileOffset)
+                }
+                return true
+            }
+            let raw = source.bytes
+            let trailer = Int(raw.loadUnaligned(fromByteOffset: length - 4, as: UInt32.self).littleEndian)
+            guard trailer == length else {
+                problems.append(.corrupt(offset: fileOffset, reason: "its two length fields differ (\(length) and \(trailer))"))
+                return false
+            }
+            let body = UnsafeRawBufferPointer(rebasing: raw[8..<(length - 4)])
+            switch type {
+            case Pcapng.sectionHeaderType:
+                // A new section is a new session (mergecap): its interfaces and sequences start afresh.
+                linkTypes = []
+                nextPacketID = [1, 1]
+                closeCounts = nil
+                var format: String?
+                Self.forEachOption(body, from: 16) { code, value in
+                    let text = String(decoding: value, as: UTF8.self)
+                    if code == Pcapng.optComment, text.hasPrefix(Pcapng.metadataCommentPrefix) {
+                        let json = Data(text.dropFirst(Pcapng.metadataCommentPrefix.count).utf8)
+                        format = (try? JSONDecoder().decode(FormatOnly.self, from: json))?.format
+                        metadata = try? JSONDecoder().decode(SessionMetadata.self, from: json)
+                    }
+                }
+                if let format { try Self.checkFormat(format, path: path) }
+            case Pcapng.interfaceDescriptionType:
+                linkTypes.append(body.count >= 2 ? body.loadUnaligned(as: UInt16.self).littleEndian : 0)
+            case Pcapng.enhancedPacketType:
+                readPacket(body, fileOffset: fileOffset, visit: visit)
+            default:
+                noteOtherBlock(type, offset: fileOffset)
+            }
+            source.skip(length)
         }
     }
+
+    private struct FormatOnly: Decodable { var format: String? }
+
+    /// Refuses a major version this reader does not know (docs/recording-format.md).
+    static func checkFormat(_ format: String, path: String) throws {
+        let prefix = "lnrr-pcapng/"
+        guard format.hasPrefix(prefix) else {
+            throw RecordingError.unsupportedFormat(path, format)
+        }
+        let major = format.dropFirst(prefix.count).prefix { $0 != "." }
+        guard major == "1" else { throw RecordingError.unsupportedFormat(path, format) }
+    }
+
+    private mutating func noteOtherBlock(_ type: UInt32, offset: Int) {
+        guard !Self.otherStandardBlocks.contains(type) else { return }
+        problems.append(.unreadableBlock(offset: offset, reason: String(format: "block type 0x%08x is not a pcapng block type (a damaged record?)", type)))
+    }
+
+    /// At the end of what was read: messages the close event counted but the file does not hold.
+    private mutating func checkSequenceAtEnd(offset: Int) {
+        guard let counted = closeCounts else { return }
+        for (slot, direction) in [Direction.aToB, .bToA].enumerated() where counted[slot] > nextPacketID[slot] - 1 {
+            problems.append(.lostMessages(direction: direction, count: Int(counted[slot] - (nextPacketID[slot] - 1)), offset: offset))
+        }
+    }
+
+    /// Per-direction message counts from the writer's fields in the `close` event, if present.
+    private var closeCounts: [UInt64]?
 
     private mutating func readPacket(_ body: UnsafeRawBufferPointer, fileOffset: Int, visit: (RecordingEntry) -> Void) {
         guard body.count >= 20 else {
@@ -220,6 +298,7 @@ public struct RecordingReader {
         let high = UInt64(body.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
         let low = UInt64(body.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
         let captured = Int(body.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian)
+        let original = Int(body.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian)
         guard 20 + captured <= body.count else {
             problems.append(.corrupt(offset: fileOffset, reason: "packet data runs past its block"))
             return
@@ -227,101 +306,112 @@ public struct RecordingReader {
         let data = UnsafeRawBufferPointer(rebasing: body[20..<(20 + captured)])
         let timestamp = high << 32 | low
         let optionsStart = 20 + (captured + 3) / 4 * 4
-        let linkType = interface < linkTypes.count ? linkTypes[interface] : 0
+        guard interface < linkTypes.count else {
+            problems.append(.unreadableBlock(offset: fileOffset, reason: "a packet on interface \(interface), which the file does not describe (a damaged record?)"))
+            return
+        }
+        let linkType = linkTypes[interface]
         if linkType == Pcapng.eventsLinkType {
             if let event = RecordingEvent(json: data) {
+                noteEvent(event, offset: fileOffset)
                 visit(.event(RecordedEvent(timestampNanos: timestamp, event: event, offset: fileOffset)))
             } else {
                 problems.append(.unreadableEvent(offset: fileOffset))
             }
             return
         }
-        guard linkType == Pcapng.messagesLinkType else { return }
-        var direction: Direction = .aToB
+        guard linkType == Pcapng.messagesLinkType else { return }  // an interface someone else added
+        var direction: Direction?
         var comments: [String] = []
-        var checksumOK = true
+        var checksumOK = false
+        var hashSeen = false
+        var packetID: UInt64?
         let wantsComments = fastVisitor == nil
-        Self.forEachOption(body, from: optionsStart) { code, value in
+        let optionsWellFormed = Self.forEachOption(body, from: optionsStart) { code, value in
             switch code {
             case Pcapng.optComment:
                 if wantsComments { comments.append(String(decoding: value, as: UTF8.self)) }
             case Pcapng.epbFlags where value.count == 4:
-                direction = Pcapng.direction(fromFlags: value.loadUnaligned(as: UInt32.self).littleEndian) ?? .aToB
+                direction = Pcapng.direction(fromFlags: value.loadUnaligned(as: UInt32.self).littleEndian)
             case Pcapng.epbHash where value.count == 5 && value[0] == Pcapng.hashAlgorithmCRC32:
                 let stored = UInt32(value[1]) << 24 | UInt32(value[2]) << 16 | UInt32(value[3]) << 8 | UInt32(value[4])
+                hashSeen = true
                 checksumOK = CRC32.checksum(data) == stored
+            case Pcapng.epbPacketID where value.count == 8:
+                packetID = value.loadUnaligned(as: UInt64.self).littleEndian
             default:
                 break
             }
         }
         let index = messageIndex
         messageIndex += 1
-        if !checksumOK { problems.append(.badChecksum(offset: fileOffset, index: index)) }
+        // What cannot be verified is flagged, most telling reason first. A shortened captured length
+        // shifts the options, so the hash goes missing too: both are named.
+        var doubts: [String] = []
+        if captured != original { doubts.append("captured length \(captured) differs from original length \(original)") }
+        if !hashSeen { doubts.append("no readable CRC-32 (epb_hash missing or malformed)") }
+        if !optionsWellFormed { doubts.append("its options do not parse") }
+        if direction == nil { doubts.append("no valid direction in epb_flags") }
+        if let packetID, let direction {
+            let slot = direction == .aToB ? 0 : 1
+            let sequence = packetID & ~(1 << 63)
+            if (packetID >> 63 == 1) != (direction == .bToA) {
+                doubts.append("its packet id says \(direction.reversed.rawValue), its flags \(direction.rawValue)")
+            } else if sequence > nextPacketID[slot] {
+                problems.append(.lostMessages(direction: direction, count: Int(sequence - nextPacketID[slot]), offset: fileOffset))
+                nextPacketID[slot] = sequence + 1
+            } else if sequence < nextPacketID[slot] {
+                doubts.append("packet id \(sequence) repeats or goes back (expected \(nextPacketID[slot]))")
+            } else {
+                nextPacketID[slot] = sequence + 1
+            }
+        } else if packetID == nil {
+            doubts.append("no epb_packetid (its sequence cannot be checked)")
+        }
+        if !doubts.isEmpty {
+            checksumOK = false
+            problems.append(.unverified(offset: fileOffset, index: index, reason: doubts.joined(separator: "; ")))
+        } else if !checksumOK {
+            problems.append(.badChecksum(offset: fileOffset, index: index))
+        }
+        let shownDirection = direction ?? .aToB
         if let fastVisitor {
-            fastVisitor(MessageView(index: index, direction: direction, timestampNanos: timestamp, data: data, checksumOK: checksumOK))
+            fastVisitor(MessageView(index: index, direction: shownDirection, timestampNanos: timestamp, data: data, checksumOK: checksumOK))
             return
         }
-        visit(.message(RecordedMessage(index: index, direction: direction, timestampNanos: timestamp, bytes: Array(data),
+        visit(.message(RecordedMessage(index: index, direction: shownDirection, timestampNanos: timestamp, bytes: Array(data),
                                        comments: comments, checksumOK: checksumOK, offset: fileOffset)))
     }
 
-    /// Set by `scan`: messages go here as views into the mapped file instead of becoming entries.
-    private var fastVisitor: ((MessageView) -> Void)?
-
-    /// Streams every record of a recording to `visit`, in file order, without holding them all.
-    public static func forEachEntry(path: String, visit: (RecordingEntry) -> Void) throws -> RecordingReader {
-        try withMapped(path) { raw in
-            var reader = RecordingReader(validated: path)
-            _ = reader.parse(raw, base: 0, visit: visit, tolerateTail: false)
-            return reader
+    /// Events that say something about the file's completeness.
+    private mutating func noteEvent(_ event: RecordingEvent, offset: Int) {
+        switch event.name {
+        case RecordingEvent.recordingFailedName:
+            if case .string(let cause)? = event.fields["cause"] { problems.append(.recordingFailed(offset: offset, cause: cause)) }
+        case "close":
+            if case .int(let ab)? = event.fields[RecordingEvent.recordedAToBField],
+               case .int(let ba)? = event.fields[RecordingEvent.recordedBToAField], ab >= 0, ba >= 0 {
+                closeCounts = [UInt64(ab), UInt64(ba)]
+            }
+        default:
+            break
         }
     }
 
-    private static func withMapped<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw RecordingError.cannotRead(path, String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var info = stat()
-        fstat(fd, &info)
-        let size = Int(info.st_size)
-        guard size > 0 else { throw RecordingError.notARecording(path, "the file is empty") }
-        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-            throw RecordingError.cannotRead(path, String(cString: strerror(errno)))
-        }
-        defer { munmap(base, size) }
-        _ = madvise(base, size, MADV_SEQUENTIAL)
-        let raw = UnsafeRawBufferPointer(start: base, count: size)
-        try validate(raw, path: path)
-        return try body(raw)
-    }
-
-    /// Reads a whole recording through memory mapping, handing each message to `onMessage` as a view
-    /// (valid only during the call; nothing is copied) and each event to `onEvent`. The fast path for
-    /// listing and counting large recordings.
-    public static func scan(path: String, onMessage: @escaping (MessageView) -> Void,
-                            onEvent: @escaping (RecordedEvent) -> Void = { _ in }) throws -> RecordingReader {
-        try withMapped(path) { raw in
-            var reader = RecordingReader(validated: path)
-            reader.fastVisitor = onMessage
-            _ = reader.parse(raw, base: 0, visit: { entry in
-                if case .event(let event) = entry { onEvent(event) }
-            }, tolerateTail: false)
-            reader.fastVisitor = nil
-            return reader
-        }
-    }
-
-    /// Calls `body` for each option of a block body from `start`, without allocating.
-    @inline(__always)
-    private static func forEachOption(_ body: UnsafeRawBufferPointer, from start: Int, _ visit: (UInt16, UnsafeRawBufferPointer) -> Void) {
+    /// Calls `visit` for each option of a block body from `start`, without allocating. Returns false
+    /// when the options are malformed (an option runs past the block, or no end-of-options before
+    /// bytes that cannot be options).
+    @inline(__always) @discardableResult
+    private static func forEachOption(_ body: UnsafeRawBufferPointer, from start: Int, _ visit: (UInt16, UnsafeRawBufferPointer) -> Void) -> Bool {
         var at = start
         while at + 4 <= body.count {
             let code = body.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian
             let length = Int(body.loadUnaligned(fromByteOffset: at + 2, as: UInt16.self).littleEndian)
-            if code == Pcapng.optEndOfOpt { break }
-            guard at + 4 + length <= body.count else { break }
+            if code == Pcapng.optEndOfOpt { return length == 0 }
+            guard at + 4 + length <= body.count else { return false }
             visit(code, UnsafeRawBufferPointer(rebasing: body[(at + 4)..<(at + 4 + length)]))
             at += 4 + (length + 3) / 4 * 4
         }
+        return at == body.count
     }
 }
