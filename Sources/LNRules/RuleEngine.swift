@@ -39,7 +39,7 @@ public struct RuleEngine {
     /// Indexes of the rules that can possibly match each type, so other messages cost one lookup.
     private let candidates: [UInt16: [Int]]
     private let anyType: [Int]
-    private var regexes: [Int: NSRegularExpression] = [:]
+    private var regexes: [Int: BoundedRegex] = [:]
 
     public init(rules: RuleSet) {
         self.rules = rules
@@ -54,7 +54,7 @@ public struct RuleEngine {
             } else {
                 anyType.append(index)
             }
-            if let pattern = rule.match.payloadRegex { regexes[index] = try? NSRegularExpression(pattern: pattern) }
+            if let pattern = rule.match.payloadRegex { regexes[index] = try? BoundedRegex(pattern) }
         }
         self.candidates = candidates.mapValues { ($0 + anyType).sorted() }
         self.anyType = anyType
@@ -100,10 +100,7 @@ public struct RuleEngine {
         if let b = m.nodeB, b != c.nodeB { return false }
         let payload = c.bytes.dropFirst(2)
         if let prefix = m.payloadPrefix, !payload.starts(with: prefix) { return false }
-        if let regex = regexes[index] {
-            let hex = HexString.encode(payload)
-            if regex.firstMatch(in: hex, range: NSRange(hex.startIndex..., in: hex)) == nil { return false }
-        }
+        if let regex = regexes[index], !regex.matchesHex(of: payload) { return false }  // linear time: BoundedRegex
         if let wanted = m.fields {
             if decoded == nil { decoded = Self.fieldTexts(c.bytes) }
             for (name, value) in wanted where decoded?[name] != value { return false }

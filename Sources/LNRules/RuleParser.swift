@@ -232,8 +232,9 @@ public struct RuleParser {
                 guard let bytes = value.string.flatMap(HexString.decode) else { error(value, "payload_prefix must be hex"); ok = false; continue }
                 match.payloadPrefix = bytes
             case "payload_regex":
-                guard let text = value.string, (try? NSRegularExpression(pattern: text)) != nil else {
-                    error(value, "payload_regex is not a valid regular expression"); ok = false; continue
+                guard let text = value.string else { error(value, "payload_regex must be a string"); ok = false; continue }
+                do { _ = try BoundedRegex(text) } catch {
+                    self.error(value, "payload_regex: \(error) (docs/rules.md lists the syntax, matched in linear time)"); ok = false; continue
                 }
                 match.payloadRegex = text
             case "fields":

@@ -49,8 +49,11 @@ struct ListCommand: AsyncParsableCommand {
         if !json && !names.isEmpty { Terminal.standardOutput.write(Terminal.paint(Self.header, .dim)) }
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
-            guard let summary = try? Self.summarize(path) else {
-                Terminal.standardError.write("lnrr list: \(path) is not a readable lnrr recording")
+            let summary: Summary
+            do {
+                summary = try Self.summarize(path)
+            } catch {
+                Terminal.standardError.write("lnrr list: \(error)")
                 anyProblem = true
                 continue
             }

@@ -33,8 +33,11 @@ struct ShowCommand: AsyncParsableCommand {
               {"i":0,"t_ns":1200,"ts_ns":...,"dir":"a->b","type":16,"name":"init","len":6,"hex":"0010..."}
 
             A recording cut short (lnrr killed) shows every complete message and reports the \
-            truncated tail; a message whose checksum fails is flagged. Exit status: 0 for a clean \
-            file, 1 when problems were reported, 2 when the file cannot be read.
+            truncated tail; a message whose checksum fails, or that has no readable checksum, is \
+            flagged (`"checksum_ok":false`); messages missing from a direction (gaps in the packet \
+            ids) are reported with their count; a recording whose writing failed (a full disk) says \
+            so. Exit status: 0 for a clean, verified file, 1 when problems were reported, 2 when \
+            the file cannot be read (not a regular file, not pcapng, an unknown format version).
 
             Examples:
               lnrr show recordings/20261124T101502Z_03ab12cd_02ef34aa_0001.pcapng
@@ -104,7 +107,7 @@ struct ShowCommand: AsyncParsableCommand {
         }
         if follow {
             // Start from the beginning: print what is there, then poll for more.
-            var reading = try Self.fresh(path)
+            var reading = try Self.fresh(path)  // threw above already if unreadable
             while true {
                 var ended = false
                 let metadata = reading.metadata ?? reader.metadata
@@ -120,7 +123,11 @@ struct ShowCommand: AsyncParsableCommand {
         }
         printer.begin(metadata: reader.metadata)
         let metadata = reader.metadata
-        reader = try RecordingReader.forEachEntry(path: path) { printer.entry($0, metadata: metadata) }
+        do {
+            reader = try RecordingReader.forEachEntry(path: path) { printer.entry($0, metadata: metadata) }
+        } catch {
+            throw CLIError("\(error)")
+        }
         return printer.finish(problems: reader.problems)
     }
 
@@ -284,7 +291,7 @@ struct ShowPrinter {
                 // the comments would say the same thing twice.
                 let notes = message.comments.filter { !$0.hasPrefix("phase ") }
                 if !notes.isEmpty { line += "  " + Terminal.paint(notes.joined(separator: "; "), .yellow) }
-                if !message.checksumOK { line += "  " + Terminal.paint("CHECKSUM MISMATCH", .red) }
+                if !message.checksumOK { line += "  " + Terminal.paint("UNVERIFIED (checksum missing or mismatched)", .red) }
                 var text = line + "\n"
                 if options.decode, let type, MessageCatalogue.spec(of: type) != nil {
                     let decoded = WireCodec.decode(message.bytes)
