@@ -55,7 +55,12 @@ final class WriterPool: @unchecked Sendable {
         static let delays: [UInt64] = [5_000_000, 250_000_000]
 
         init(name: String) {
-            let thread = Thread { [self] in run() }
+            let thread = Thread { [self] in
+                #if os(Linux)
+                _ = linuxSetThreadName(pthread_self(), name)  // shows in /proc and top (at most 15 bytes)
+                #endif
+                run()
+            }
             thread.name = name
             thread.stackSize = 256 * 1024  // it only loops over writers
             thread.start()
@@ -118,3 +123,9 @@ final class WriterPool: @unchecked Sendable {
         }
     }
 }
+
+#if os(Linux)
+/// glibc's `pthread_setname_np`, hidden from Swift behind `_GNU_SOURCE`.
+@_silgen_name("pthread_setname_np")
+private func linuxSetThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> Int32
+#endif

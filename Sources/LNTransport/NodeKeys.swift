@@ -61,7 +61,7 @@ public struct NodeID: Sendable, Hashable, Codable, CustomStringConvertible, Comp
     public init(hex: String) throws {
         let trimmed = hex.trimmingWhitespace()
         guard trimmed.count == 66, let bytes = HexCoding.decode(trimmed) else {
-            throw KeyError.invalidNodeID(String(trimmed.prefix(80)))
+            throw KeyError.invalidNodeID(redactingSecrets(String(trimmed.prefix(80))))  // never echo a pasted secret
         }
         try self.init(bytes: bytes)
     }

@@ -95,7 +95,27 @@ public enum AddressError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .malformed(let text, let why): return "bad address '\(text)': \(why)"
+        case .malformed(let text, let why):
+            let shown = redactingSecrets(text)
+            let hint = shown == text ? "" : "; a 64-hex-character value is a node secret's length: give the node id instead (`lnrr keys id FILE` prints it)"
+            return "bad address '\(shown)': \(why)\(hint)"
         }
     }
+}
+
+/// `text` with every run of hex digits that could be a secret replaced by `<N hex characters, not
+/// shown>`: a node secret pasted where a node id belongs must never be echoed to a terminal or a log.
+/// Runs of 66 (a node id's length) and runs shorter than 32 are shown as they are.
+func redactingSecrets(_ text: String) -> String {
+    var out = ""
+    var run = ""
+    func flush() {
+        if run.count >= 32 && run.count != 66 { out += "<\(run.count) hex characters, not shown>" } else { out += run }
+        run = ""
+    }
+    for c in text {
+        if c.isHexDigit { run.append(c) } else { flush(); out.append(c) }
+    }
+    flush()
+    return out
 }

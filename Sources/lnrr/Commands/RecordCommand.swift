@@ -102,6 +102,8 @@ struct RecordCommand: AsyncParsableCommand {
         try logging.bootstrap()
         let logger = Logger(label: "lnrr.record")
         let routes = try parseRoutes()
+        if !noRecording { try StartupChecks.checkOutputDirectory(out) }
+        StartupChecks.raiseDescriptorLimit(logger: logger, recording: !noRecording)
         let keyring: Keyring
         do { keyring = try Keyring(directory: keys, allowInsecure: insecureKeys) } catch { throw CLIError("\(error)") }
         let identity = try loadProxyIdentity()
