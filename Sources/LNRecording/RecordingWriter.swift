@@ -259,11 +259,10 @@ public final class RecordingWriter: @unchecked Sendable {
             failure = error
             unrecorded += lost
             report = "\(error) (writing \(path))"
-            // Whatever was buffered meanwhile is messages that will not be written; keep its events.
+            // Messages buffered meanwhile will not be written; its events (a `close`) still will.
             unrecorded += Self.messageBlocks(pending.bytes, from: 0)
-            pending.bytes.removeAll()
+            pending.bytes = Self.eventBlocks(pending.bytes)
         }
-        if pending.bytes.count > 256 * 1024 && pending.bytes.capacity > 4 * Self.highWater { pending = BlockEncoder() }
         var release = false
         if blocked && (pending.bytes.count < Self.lowWater || failure != nil) {
             blocked = false
@@ -330,6 +329,25 @@ public final class RecordingWriter: @unchecked Sendable {
             }
         }
         return count
+    }
+
+    /// The event blocks of `bytes`, in order (what is kept of a buffer once writing has failed).
+    static func eventBlocks(_ bytes: [UInt8]) -> [UInt8] {
+        var kept: [UInt8] = []
+        var at = 0
+        bytes.withUnsafeBytes { raw in
+            while at + 12 <= raw.count {
+                let type = raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian
+                let length = Int(raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self).littleEndian)
+                let interface = raw.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self).littleEndian
+                guard length > 0, at + length <= raw.count else { break }
+                if !(type == Pcapng.enhancedPacketType && interface == Pcapng.messagesInterface) {
+                    kept.append(contentsOf: raw[at..<(at + length)])
+                }
+                at += length
+            }
+        }
+        return kept
     }
 
     /// Holds writing still, as a disk that cannot keep up would (tests only).
