@@ -264,3 +264,49 @@ struct ReliabilityTests {
         #expect(close.event.fields["recorded_b_to_a"] == .int(sample.filter { $0.0 == .bToA }.count))
     }
 }
+
+@Suite("recording writer memory")
+struct WriterMemoryTests {
+    @Test("a closed writer is freed, buffers and all, whatever the sync level", arguments: SyncMode.allCases)
+    func freedAfterClose(sync: SyncMode) throws {
+        let base = RecordingTests()
+        let dir = base.directory()
+        weak var weakWriter: RecordingWriter?
+        try {
+            let writer = try RecordingWriter(directory: dir, metadata: base.metadata(), sync: sync)
+            writer.event(RecordingEvent(name: "handshake", fields: [:]), timestampNanos: 1)
+            writer.message([0x00, 0x10, 0, 0], direction: .aToB, timestampNanos: 2)
+            writer.kick()
+            writer.event(RecordingEvent(name: "close", fields: ["reason": .string("eof")]), timestampNanos: 3)
+            try writer.close()
+            weakWriter = writer
+        }()
+        // The pool may still hold it in a queue for a moment (batch: 5 ms, none: 250 ms).
+        let deadline = Date().addingTimeInterval(5)
+        while weakWriter != nil && Date() < deadline { usleep(10_000) }
+        #expect(weakWriter == nil)
+    }
+}
+
+extension WriterMemoryTests {
+    @Test("2,000 recordings opened and closed leave RSS where it was after warm-up")
+    func churn() throws {
+        let base = RecordingTests()
+        let dir = base.directory()
+        func one(_ i: Int) throws {
+            let writer = try RecordingWriter(directory: dir, metadata: base.metadata(i), sync: .message)
+            writer.event(RecordingEvent(name: "session-start", fields: ["a_address": .string("127.0.0.1:1")]), timestampNanos: 1)
+            for j in 0..<4 { writer.message([0x00, 0x12, 0, 4, 0, 0], direction: j % 2 == 0 ? .aToB : .bToA, timestampNanos: 2) }
+            writer.event(RecordingEvent(name: "close", fields: ["reason": .string("eof")]), timestampNanos: 3)
+            try writer.close()
+        }
+        for i in 0..<300 { try one(i) }
+        usleep(300_000)
+        let warm = ReliabilityTests.rssKiB()
+        for i in 300..<2300 { try one(i) }
+        usleep(300_000)
+        let after = ReliabilityTests.rssKiB()
+        print("writer churn: RSS \(warm) KiB after warm-up, \(after) KiB after 2,000 more recordings")
+        #expect(after - warm < 2 * 1024, "RSS grew by \(after - warm) KiB over 2,000 recordings")
+    }
+}
