@@ -155,10 +155,7 @@ public final class RecordingWriter: @unchecked Sendable {
         case .message:
             flush()
         case .batch, .none:
-            lock.lock()
-            let empty = pending.bytes.isEmpty
-            lock.unlock()
-            if !empty { worker.schedule(self, delaySlot: sync == .batch ? 0 : 1) }
+            break  // the batch's first record already asked the pool for a timed flush
         }
     }
 
@@ -204,18 +201,29 @@ public final class RecordingWriter: @unchecked Sendable {
             blocked = true
             block = true
         }
+        // batch/none: one timed flush per buffer, asked for by its first record (not one pool
+        // wake-up per record); a full buffer asks for an immediate one.
+        let threshold = sync == .batch ? 256 * 1024 : 4 * 1024 * 1024
+        let full = size >= threshold && !flushAsked
+        let timed = !timedFlushAsked
+        if full { flushAsked = true }
+        if timed { timedFlushAsked = true }
         lock.unlock()
         if block { onBackpressure(true) }
         switch sync {
         case .message:
             if event { worker.schedule(self, delaySlot: nil) }
             else if !deferWake { flush() }
-        case .batch:
-            worker.schedule(self, delaySlot: size >= 256 * 1024 ? nil : 0)
-        case .none:
-            worker.schedule(self, delaySlot: size >= 4 * 1024 * 1024 ? nil : 1)
+        case .batch, .none:
+            if full { worker.schedule(self, delaySlot: nil) }
+            else if timed { worker.schedule(self, delaySlot: sync == .batch ? 0 : 1) }
         }
     }
+
+    /// Whether the buffer being filled has already asked the pool for a flush (under `lock`; reset
+    /// when a flush takes the buffer).
+    private var flushAsked = false
+    private var timedFlushAsked = false
 
     // MARK: Writing (the caller with `.message`, a pool thread otherwise)
 
@@ -229,6 +237,8 @@ public final class RecordingWriter: @unchecked Sendable {
             return
         }
         swap(&pending, &spare)
+        flushAsked = false
+        timedFlushAsked = false
         let failedBefore = failure != nil
         lock.unlock()
 
