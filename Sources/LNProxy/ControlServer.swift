@@ -160,7 +160,7 @@ public final class ControlServer: Sendable {
             let extra = Set(proxy.extraRules.withLockedValue { $0.map(\.name) })
             return .object([("rules", .array(proxy.allRules().rules.map { rule in
                 .object([("name", .string(rule.name)), ("source", .string(extra.contains(rule.name) ? "control" : file ?? "file")),
-                         ("action", .string(Self.describe(rule.action)))])
+                         ("action", .string(rule.actions.map(Self.describe).joined(separator: ", ")))])
             }))])
         default:
             throw RPCFailure(.methodNotFound, "method not found: \(method)")
@@ -239,6 +239,8 @@ public final class ControlServer: Sendable {
         case .duplicate: return "duplicate"
         case .disconnect(let k): return "disconnect \(k.rawValue)"
         case .mark(let t): return "mark \(t)"
+        case .latency(let l): return "latency \(l.description)"
+        case .fault(let f): return f.description
         }
     }
 }

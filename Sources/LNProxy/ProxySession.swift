@@ -236,6 +236,10 @@ public final class ProxySession: @unchecked Sendable {
             timers.removeValue(forKey: timer)?.cancel()
         case .close(let side):
             handler(side)?.close()
+        case .reset(let side):
+            handler(side)?.reset()
+        case .shape(let side, let fault):
+            handler(side)?.shape(fault)
         case .log(let level, let message):
             switch level {
             case .debug: logger.debug("\(message)")

@@ -1,7 +1,11 @@
 import LNRelay
+import LNRules
 import LNTransport
 import LNTransportNIO
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Joins one side's channel to its ``ProxySession``: the glue-handler pattern.
 ///
@@ -67,7 +71,7 @@ final class SideHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        session.feed(.writabilityChanged(side, writable: context.channel.isWritable))
+        session.feed(.writabilityChanged(side, writable: context.channel.isWritable && !(shaper?.isFull ?? false)))
     }
 
     // MARK: Outbound
@@ -100,6 +104,41 @@ final class SideHandler: ChannelDuplexHandler {
 
     func close() {
         context?.close(promise: nil)
+    }
+
+    /// The `bandwidth`/`slicer` fault's handler on this channel, once a rule installed one.
+    private var shaper: ShapingHandler?
+
+    /// Closes with a TCP RST (a `reset` fault): SO_LINGER with a zero timeout makes close(2) send
+    /// RST and discard unsent data, as toxiproxy's `reset_peer` does.
+    func reset() {
+        guard let context else { return }
+        let channel = context.channel
+        if let provider = channel as? SocketOptionProvider {
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Installs (or retunes) the shaping handler between the BOLT 8 handler and the socket, so that
+    /// it splits and paces encrypted bytes (BOLT8Handler itself is not touched).
+    func shape(_ fault: Fault) {
+        guard let context else { return }
+        if shaper == nil {
+            let handler = ShapingHandler { [weak self] in
+                guard let self, let context = self.context else { return }
+                self.channelWritabilityChanged(context: context)
+            }
+            do {
+                try context.channel.pipeline.syncOperations.addHandler(handler, position: .first)
+            } catch {
+                session.failed(side: side, error: error)
+                return
+            }
+            shaper = handler
+        }
+        shaper?.apply(fault)
     }
 
     /// The remote address of this side's socket, for events and logs.

@@ -16,6 +16,8 @@ public enum SessionEventKind: String, Sendable, CaseIterable {
     case rulesReloaded = "rules-reloaded"
     /// The session ended: `reason`, `by`, `detail`.
     case close
+    /// A rule's network fault took effect: `fault` (its name), `direction`, `detail`.
+    case fault
 }
 
 extension RecordingEvent {

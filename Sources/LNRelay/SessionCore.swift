@@ -56,6 +56,10 @@ public enum SessionTimer: Hashable, Sendable {
     case handshake
     /// A `delay` in this direction is over.
     case release(Direction)
+    /// A `timeout` fault's time is up: the session ends.
+    case faultTimeout
+    /// A `slow-close` fault's delay is over: the sockets close now.
+    case slowClose
 }
 
 /// Something that happened to a session, fed to `SessionCore.handle`.
@@ -141,6 +145,11 @@ public enum SessionAction<Payload: RelayPayload> {
     case cancelWake(SessionTimer)
     /// Close a side's socket.
     case close(Side)
+    /// Close a side's socket with a TCP RST (SO_LINGER 0), not a FIN (a `reset` fault).
+    case reset(Side)
+    /// Shape what is written to a side's socket from now on (a `bandwidth` or `slicer` fault): the
+    /// driver splits and paces the encrypted bytes, below the BOLT 8 handler.
+    case shape(Side, Fault)
     case log(SessionLogLevel, String)
     /// Both sides are gone: close the recording, forget the session.
     case finished(CloseReason)
@@ -182,6 +191,8 @@ public struct SessionCore<Payload: RelayPayload> {
         case hook(HeldHook)
         /// The connection ends or is wedged here (a rule's `disconnect`).
         case end(DisconnectKind)
+        /// A fault takes effect here.
+        case fault(Fault)
     }
 
     struct HeldHook {
@@ -233,6 +244,13 @@ public struct SessionCore<Payload: RelayPayload> {
     /// Messages recorded so far: the index the next one gets (hook events refer to it).
     public private(set) var recordedMessages = 0
     private let startedMonotonicNanos: UInt64
+    /// `limit-data` faults: bytes each direction may still write (BOLT 8 frames), `Int.max` when unlimited.
+    private var limitAToB = Int.max
+    private var limitBToA = Int.max
+    /// A `reset` fault: the sockets close with RST.
+    private var closesWithReset = false
+    /// A `slow-close` fault: the sockets close this long after the session ends.
+    private var slowCloseNanos: UInt64 = 0
 
     /// A session whose a has just connected, at monotonic time `now`.
     public init(settings: SessionSettings, rules: RuleSet?, rulesFile: String?, rulesSHA256: String?, now: UInt64) {
@@ -302,6 +320,10 @@ public struct SessionCore<Payload: RelayPayload> {
             default:
                 break
             }
+        case .timerFired(.faultTimeout):
+            end(CloseReason(side: nil, kind: .disconnected, detail: "fault timeout: the connection was silent, then closed"), now: now, &actions)
+        case .timerFired(.slowClose):
+            for side in [Side.a, .b] where channels.contains(side) { actions.append(closesWithReset ? .reset(side) : .close(side)) }
         case .timerFired(.release(let direction)):
             pump(direction, now: now, &actions)
             if closeReason == nil { actions.append(.flush(direction.receiver)) }
@@ -467,8 +489,10 @@ public struct SessionCore<Payload: RelayPayload> {
             switch step {
             case .inject(let injected):
                 self.injected(injected.message, injected.direction,
-                              notes: effects.annotations.filter { $0.contains("injected") }, now: now, &actions)
+                              notes: injected.note.map { [$0] } ?? effects.annotations.filter { $0.contains("injected") }, now: now, &actions)
                 injectedTo.insert(injected.direction)
+            case .fault(let fault):
+                enqueue(.fault(fault), 0, direction)
             case .delay(let ms):
                 enqueue(.wait(untilNanos: now + UInt64(ms) * 1_000_000), 0, direction)
             case .deliver(let delivery, let copies):
@@ -573,8 +597,20 @@ public struct SessionCore<Payload: RelayPayload> {
         while releases(direction), let held = head(direction) {
             switch held {
             case .message(let message):
+                // A `limit-data` fault: the frame that would pass the limit is not written; the connection closes.
+                if (direction == .aToB ? limitAToB : limitBToA) != Int.max, !spendLimit(message.byteCount, direction) {
+                    actions.append(.flush(direction.receiver))
+                    end(CloseReason(side: nil, kind: .disconnected, detail: "fault limit-data: the byte limit toward \(direction.receiver) was reached"),
+                        now: now, &actions)
+                    return
+                }
                 _ = popHead(direction)
                 actions.append(.deliver(message, to: direction.receiver))
+            case .fault(let fault):
+                _ = popHead(direction)
+                applyFault(fault, direction, now: now, &actions)
+                if closeReason != nil { return }
+                if case .halted = lifecycle { return }
             case .wait(let until):
                 guard now >= until else {
                     actions.append(.wake(.release(direction), atNanos: until))
@@ -597,6 +633,46 @@ public struct SessionCore<Payload: RelayPayload> {
                 }
                 return
             }
+        }
+    }
+
+    /// Takes a frame of a `bytes`-byte message off `direction`'s limit; false when it does not fit.
+    private mutating func spendLimit(_ bytes: Int, _ direction: Direction) -> Bool {
+        // On the wire: 2-byte length + 16-byte MAC, the message, its 16-byte MAC.
+        let frame = bytes + 34
+        if direction == .aToB {
+            guard frame <= limitAToB else { return false }
+            limitAToB -= frame
+        } else {
+            guard frame <= limitBToA else { return false }
+            limitBToA -= frame
+        }
+        return true
+    }
+
+    /// A fault's turn has come in its direction's queue: it takes effect, and the recording says so.
+    private mutating func applyFault(_ fault: Fault, _ direction: Direction, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        recordEvent(.fault, ["fault": .string(fault.name), "direction": .string(direction.rawValue),
+                             "detail": .string(fault.description)], now: now, &actions)
+        actions.append(.log(.info, "fault \(fault.description) toward \(direction.receiver)"))
+        switch fault {
+        case .bandwidth, .slicer:
+            actions.append(.shape(direction.receiver, fault))
+        case .reset:
+            closesWithReset = true
+            actions.append(.flush(direction.receiver))
+            end(CloseReason(side: nil, kind: .disconnected, detail: "fault reset: closed with RST"), now: now, &actions)
+        case .slowClose(let ms):
+            slowCloseNanos = UInt64(ms) * 1_000_000
+        case .timeout(let ms):
+            actions.append(.flush(direction.receiver))
+            // Like `blackhole`: nothing more is relayed or read; then the sockets close.
+            lifecycle = .halted(.blackhole)
+            dropQueues(&actions)
+            if ms > 0 { actions.append(.wake(.faultTimeout, atNanos: now + UInt64(ms) * 1_000_000)) }
+            updateReading(&actions)
+        case .limitData(let bytes):
+            if direction == .aToB { limitAToB = bytes } else { limitBToA = bytes }
         }
     }
 
@@ -730,7 +806,13 @@ public struct SessionCore<Payload: RelayPayload> {
         lifecycle = .closing(reason)
         dropQueues(&actions)
         actions.append(.cancelWake(.handshake))
-        for side in [Side.a, .b] where channels.contains(side) { actions.append(.close(side)) }
+        actions.append(.cancelWake(.faultTimeout))
+        if slowCloseNanos > 0 {
+            // A `slow-close` fault: the FIN (or RST) goes out later; the recording is closed as usual.
+            actions.append(.wake(.slowClose, atNanos: now + slowCloseNanos))
+        } else {
+            for side in [Side.a, .b] where channels.contains(side) { actions.append(closesWithReset ? .reset(side) : .close(side)) }
+        }
         finishIfDone(&actions)
     }
 

@@ -276,6 +276,10 @@ public struct ReplayRunner {
                         message = replacement
                     case .deliver(.original, _):
                         break
+                    case .fault:
+                        // Faults shape the proxy's sockets; replay carries out the message effects only
+                        // (docs/rules.md, "Faults"). The annotation still reaches the report.
+                        break
                     case .disconnect(let kind):
                         report(.closed, options.side.sending, [], nil, now, "a replay rule disconnected (\(kind.rawValue)): " + note, &actions)
                         stop(now, because: "a replay rule ended the connection", &actions)
@@ -659,6 +663,9 @@ public struct ReplayRunner {
                 }
                 for _ in 0..<copies { actions.append(.send(bytes)) }
                 report(.sent, step.direction, bytes, step, now, note.isEmpty ? nil : note, &actions)
+            case .fault:
+                // Faults shape the proxy's sockets only (docs/rules.md, "Faults").
+                continue
             case .disconnect(let kind):
                 next += 1
                 halt(kind, now, &actions)

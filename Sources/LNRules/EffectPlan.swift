@@ -12,6 +12,9 @@ public enum EffectStep: Sendable, Equatable {
     /// The connection ends (`before`, `after`, `after-receive`) or is wedged (`blackhole`, `stall`)
     /// once the steps before it are through. `drop` never appears here: it only drops.
     case disconnect(DisconnectKind)
+    /// A network fault takes effect on the connection toward the message's receiver, once the
+    /// steps before it are through.
+    case fault(Fault)
 }
 
 /// What the phase tracker and the rules made of one message: the one description of rule effects
@@ -40,12 +43,13 @@ public struct EffectPlan: Sendable, Equatable {
     }
 
     /// The steps, in order: injections before, the delay, the delivery, injections after, the
-    /// disconnect. Callers on the per-message path check `isPlain` first (no array is built then).
+    /// faults, the disconnect. Callers on the per-message path check `isPlain` first (no array is built then).
     public var steps: [EffectStep] {
         var steps: [EffectStep] = effects.injectBefore.map { .inject($0) }
         if effects.delayMilliseconds > 0 { steps.append(.delay(milliseconds: effects.delayMilliseconds)) }
         steps.append(.deliver(effects.delivery, copies: effects.delivery == .none ? 0 : effects.copies))
         steps += effects.injectAfter.map { .inject($0) }
+        steps += effects.faults.map { .fault($0) }
         if let kind = effects.disconnect, kind != .drop { steps.append(.disconnect(kind)) }
         return steps
     }

@@ -75,7 +75,9 @@ public struct RuleEngine {
             // Every rule counts the messages it matches, even once an earlier rule has decided, so
             // `nth: 2` means the second such message whatever other rules did to the first.
             seen[index] += 1
-            if decided { continue }
+            // Once a rule decided the message's fate, a rule that could only decide it too is not
+            // tried (nor counted as firing); one that adds effects (inject, mark, faults) still acts.
+            if decided && rule.actions.allSatisfy(\.decides) { continue }
             let m = rule.match
             if let nth = m.nth, seen[index] != nth { continue }
             if let every = m.every, seen[index] % every != 0 { continue }
@@ -83,10 +85,48 @@ public struct RuleEngine {
             if let p = m.probability, random.nextDouble() >= p { continue }
             fired[index] += 1
             firedNames.insert(rule.name)
-            apply(rule, context, &decision)
-            if !rule.action.isMark { decided = true }
+            for action in rule.actions {
+                if decided && action.decides {
+                    decision.annotations.append("rule \"\(rule.name)\": \(Self.word(action)) not applied (an earlier rule decided this message)")
+                    continue
+                }
+                apply(action, of: rule, context, &decision)
+            }
+            if rule.decides { decided = true }
         }
         return decision
+    }
+
+    /// The action's name, for "not applied" notes.
+    static func word(_ action: RuleAction) -> String {
+        switch action {
+        case .forward: "forward"
+        case .drop: "drop"
+        case .delay: "delay"
+        case .duplicate: "duplicate"
+        case .replace: "replace"
+        case .disconnect: "disconnect"
+        case .inject: "inject"
+        case .mark: "mark"
+        case .latency: "latency"
+        case .fault(let f): f.name
+        }
+    }
+
+    /// One draw of a latency, in whole milliseconds (never negative).
+    mutating func draw(_ latency: Latency) -> Int {
+        var ms = latency.milliseconds
+        if latency.jitter > 0 {
+            switch latency.distribution {
+            case .uniform:
+                ms += latency.jitter * (2 * random.nextDouble() - 1)
+            case .normal:
+                // Box-Muller: two uniform draws give one standard normal one.
+                let u1 = max(random.nextDouble(), Double.leastNonzeroMagnitude), u2 = random.nextDouble()
+                ms += latency.jitter * (-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+            }
+        }
+        return max(0, Int(ms.rounded()))
     }
 
     private func staticMatch(_ m: Match, _ c: MessageContext, index: Int, decoded: inout [String: String]?) -> Bool {
@@ -122,16 +162,23 @@ public struct RuleEngine {
         return out
     }
 
-    private func apply(_ rule: Rule, _ c: MessageContext, _ d: inout RuleEffects) {
+    private mutating func apply(_ action: RuleAction, of rule: Rule, _ c: MessageContext, _ d: inout RuleEffects) {
         let label = "rule \"\(rule.name)\""
-        switch rule.action {
+        switch action {
+        case .latency(let latency):
+            let ms = draw(latency)
+            d.delayMilliseconds += ms
+            d.annotations.append("\(label): latency \(ms) ms (\(latency.description))")
+        case .fault(let fault):
+            d.faults.append(fault)
+            d.annotations.append("\(label): fault \(fault.description)")
         case .forward:
             d.annotations.append("\(label): forward")
         case .drop:
             d.delivery = .none
             d.annotations.append("\(label): dropped")
         case .delay(let ms):
-            d.delayMilliseconds = ms
+            d.delayMilliseconds += ms
             d.annotations.append("\(label): delayed \(ms) ms")
         case .duplicate:
             d.copies = 2
@@ -144,12 +191,13 @@ public struct RuleEngine {
             d.annotations.append("\(label): disconnect \(kind.rawValue) (\(kind.symbol))")
         case .inject(let injection):
             let direction = injection.direction ?? c.direction
+            let note = "\(label): injected \(MessageCatalogue.displayName(of: UInt16(injection.message[0]) << 8 | UInt16(injection.message[1]))) \(direction.rawValue) \(injection.before ? "before" : "after") this message"
             if injection.before {
-                d.injectBefore.append(InjectedMessage(message: injection.message, direction: direction))
+                d.injectBefore.append(InjectedMessage(message: injection.message, direction: direction, note: note))
             } else {
-                d.injectAfter.append(InjectedMessage(message: injection.message, direction: direction))
+                d.injectAfter.append(InjectedMessage(message: injection.message, direction: direction, note: note))
             }
-            d.annotations.append("\(label): injected \(MessageCatalogue.displayName(of: UInt16(injection.message[0]) << 8 | UInt16(injection.message[1]))) \(direction.rawValue) \(injection.before ? "before" : "after") this message")
+            d.annotations.append(note)
         case .replace(let replacement):
             switch replacement {
             case .message(let bytes):

@@ -12,20 +12,34 @@ public struct RuleSet: Sendable {
     }
 }
 
-/// One rule: when `match` holds for a message, do `action`.
+/// One rule: when `match` holds for a message, do its `actions`, in order.
 public struct Rule: Sendable {
     public var name: String
     public var match: Match
-    public var action: RuleAction
+    /// What the rule does, in order (`action: [..]` in a rule file; one action is a list of one).
+    public var actions: [RuleAction]
     /// Where it was defined, for messages.
     public var line: Int
 
     public init(name: String, match: Match, action: RuleAction, line: Int = 0) {
+        self.init(name: name, match: match, actions: [action], line: line)
+    }
+
+    public init(name: String, match: Match, actions: [RuleAction], line: Int = 0) {
         self.name = name
         self.match = match
-        self.action = action
+        self.actions = actions.isEmpty ? [.forward] : actions
         self.line = line
     }
+
+    /// The first action (the only one of most rules).
+    public var action: RuleAction {
+        get { actions[0] }
+        set { actions = [newValue] }
+    }
+
+    /// Whether the rule decides the message's fate (see `RuleAction.decides`).
+    public var decides: Bool { actions.contains(where: \.decides) }
 }
 
 /// Conditions on a message; every one given must hold.
@@ -68,9 +82,88 @@ public enum RuleAction: Sendable {
     case duplicate
     case disconnect(DisconnectKind)
     case mark(String)
+    /// A network fault: a random extra delay (timing, like `delay`, but drawn per message).
+    case latency(Latency)
+    /// A network fault on the connection, from this message on (docs/rules.md, "Faults").
+    case fault(Fault)
 
-    /// Marks annotate and let later rules decide; every other action decides.
+    /// Marks annotate and let later rules decide.
     public var isMark: Bool { if case .mark = self { return true } else { return false } }
+
+    /// Whether the action decides the matched message's fate: whether, when and how it is
+    /// delivered (`forward`, `drop`, `delay`, `duplicate`, `replace`, `disconnect`). The first
+    /// firing rule with such an action decides; later rules' deciding actions do not apply.
+    /// `mark`, `inject` and the faults add to the message's effects, from every rule that fires.
+    public var decides: Bool {
+        switch self {
+        case .forward, .drop, .delay, .replace, .duplicate, .disconnect: true
+        case .inject, .mark, .latency, .fault: false
+        }
+    }
+}
+
+/// A random delay per message: `milliseconds` on average, spread by `jitter` (a uniform draw in
+/// ±jitter, or a normal one with standard deviation jitter), never below 0. Order per direction is
+/// kept: a message never overtakes the one before it.
+public struct Latency: Sendable, Equatable {
+    public enum Distribution: String, Sendable, CaseIterable { case uniform, normal }
+    public var milliseconds: Double
+    public var jitter: Double
+    public var distribution: Distribution
+
+    public init(milliseconds: Double, jitter: Double = 0, distribution: Distribution = .uniform) {
+        self.milliseconds = milliseconds
+        self.jitter = jitter
+        self.distribution = distribution
+    }
+
+    public var description: String {
+        jitter == 0 ? "\(Int(milliseconds)) ms"
+            : distribution == .uniform ? "\(Int(milliseconds)) ms ± \(Int(jitter)) (uniform)"
+            : "\(Int(milliseconds)) ms, stddev \(Int(jitter)) (normal)"
+    }
+}
+
+/// A fault on the connection toward the matched message's receiver, in effect from the moment the
+/// message is through (toxiproxy's toxics, Lightning-aware: scoped by any rule condition).
+public enum Fault: Sendable, Equatable {
+    /// At most this many bytes per second are written to the receiver.
+    case bandwidth(bytesPerSecond: Int)
+    /// Every write to the receiver (one encrypted BOLT 8 frame or a handshake act) goes out as
+    /// segments of at most `bytes`, `gapMicroseconds` apart.
+    case slicer(bytes: Int, gapMicroseconds: Int)
+    /// Both sockets close with a TCP RST (SO_LINGER 0) instead of a FIN.
+    case reset
+    /// When the session ends, its sockets close this much later.
+    case slowClose(milliseconds: Int)
+    /// Nothing more is relayed either way; the sockets close after this long (0: never).
+    case timeout(milliseconds: Int)
+    /// The connection closes once this many more bytes (BOLT 8 frames, as written) went to the receiver.
+    case limitData(bytes: Int)
+
+    /// Its name in rule files and recordings.
+    public var name: String {
+        switch self {
+        case .bandwidth: "bandwidth"
+        case .slicer: "slicer"
+        case .reset: "reset"
+        case .slowClose: "slow-close"
+        case .timeout: "timeout"
+        case .limitData: "limit-data"
+        }
+    }
+
+    /// In words, for the recording and `listrules`.
+    public var description: String {
+        switch self {
+        case .bandwidth(let rate): "bandwidth \(rate) B/s"
+        case .slicer(let bytes, let gap): "slicer \(bytes) B every \(gap) us"
+        case .reset: "reset"
+        case .slowClose(let ms): "slow-close \(ms) ms"
+        case .timeout(let ms): "timeout \(ms) ms"
+        case .limitData(let bytes): "limit-data \(bytes) B"
+        }
+    }
 }
 
 /// A message to inject.
@@ -140,10 +233,13 @@ public struct InjectedMessage: Sendable, Equatable {
     /// Type + payload.
     public var message: [UInt8]
     public var direction: Direction
+    /// The note of the rule that injected it, for the injected message's record.
+    public var note: String?
 
-    public init(message: [UInt8], direction: Direction) {
+    public init(message: [UInt8], direction: Direction, note: String? = nil) {
         self.message = message
         self.direction = direction
+        self.note = note
     }
 }
 
@@ -169,6 +265,8 @@ public struct RuleEffects: Sendable, Equatable {
     public var injectBefore: [InjectedMessage] = []
     public var injectAfter: [InjectedMessage] = []
     public var disconnect: DisconnectKind?
+    /// Faults that take effect on the connection toward the receiver once the message is through.
+    public var faults: [Fault] = []
     /// What the rules did, in words, for the recording (`rule "x": dropped`).
     public var annotations: [String] = []
 
@@ -180,7 +278,7 @@ public struct RuleEffects: Sendable, Equatable {
     /// Whether no rule fired (the fast path: nothing to annotate, plan or record specially).
     public var isNone: Bool {
         annotations.isEmpty && delivery == .original && copies == 1 && delayMilliseconds == 0
-            && injectBefore.isEmpty && injectAfter.isEmpty && disconnect == nil
+            && injectBefore.isEmpty && injectAfter.isEmpty && disconnect == nil && faults.isEmpty
     }
 
     /// The replacement bytes, when a rule replaced the message.

@@ -25,7 +25,8 @@ public struct RuleParser {
     static let ruleKeys = ["name", "match", "action"]
     static let matchKeys = ["dir", "type", "custom", "parity", "phase", "on", "nth", "every", "count", "after", "node",
                             "payload_prefix", "payload_regex", "fields", "probability"]
-    static let actionNames = ["forward", "drop", "delay", "inject", "replace", "duplicate", "disconnect", "mark"]
+    static let actionNames = ["forward", "drop", "delay", "inject", "replace", "duplicate", "disconnect", "mark",
+                              "latency", "bandwidth", "slicer", "reset", "slow-close", "timeout", "limit-data"]
 
     /// Parses `yaml`; the rule set is nil when there are errors (warnings alone keep it).
     public static func parse(yaml: String, file: String) -> (RuleSet?, [RuleDiagnostic]) {
@@ -133,7 +134,7 @@ public struct RuleParser {
         }
         var name = "rule\(index + 1)"
         var match = Match()
-        var action: RuleAction = .forward
+        var actions: [RuleAction] = [.forward]
         var ok = true
         var sawAction = false
         var afterNode: Node?
@@ -151,15 +152,15 @@ public struct RuleParser {
                 afterNode = parsed.afterNode
             case "action":
                 sawAction = true
-                guard let parsed = parseAction(value, match: match) else { ok = false; continue }
-                action = parsed
+                guard let parsed = parseActions(value, match: match) else { ok = false; continue }
+                actions = parsed
             default:
                 error(key, "unknown key '\(key.string ?? "")' in a rule" + Self.suggest(key.string ?? "", from: Self.ruleKeys))
                 ok = false
             }
         }
         if !sawAction { warning(node, "rule '\(name)' has no `action:`; it forwards (the default)") }
-        return ok ? (Rule(name: name, match: match, action: action, line: node.mark?.line ?? 0), afterNode) : nil
+        return ok ? (Rule(name: name, match: match, actions: actions, line: node.mark?.line ?? 0), afterNode) : nil
     }
 
     // MARK: Match
@@ -344,12 +345,39 @@ public struct RuleParser {
 
     // MARK: Action
 
+    /// One action, or a list of them (`action: [{inject: ...}, {inject: ...}]`), all applied in order.
+    mutating func parseActions(_ node: Node, match: Match) -> [RuleAction]? {
+        guard case .sequence(let items) = node else { return parseAction(node, match: match).map { [$0] } }
+        guard !items.isEmpty else { error(node, "an action list needs at least one action"); return nil }
+        var actions: [RuleAction] = []
+        var ok = true
+        var said: [String] = []
+        // One rule says what happens to the message once: `[drop, duplicate]` contradicts itself
+        // (a replacement may be duplicated).
+        let delivery: Set<String> = ["forward", "drop", "replace", "duplicate"]
+        for item in items {
+            guard let action = parseAction(item, match: match) else { ok = false; continue }
+            let word = RuleEngine.word(action)
+            if action.decides {
+                if let previous = said.first(where: { $0 == word || (delivery.contains($0) && delivery.contains(word)
+                                                                     && Set([$0, word]) != ["replace", "duplicate"]) }) {
+                    error(item, "'\(word)' conflicts with '\(previous)' earlier in this rule's actions: a rule says once what happens to the message")
+                    ok = false
+                }
+                said.append(word)
+            }
+            actions.append(action)
+        }
+        return ok ? actions : nil
+    }
+
     mutating func parseAction(_ node: Node, match: Match) -> RuleAction? {
         if let word = node.string {
             switch word {
             case "forward": return .forward
             case "drop": return .drop
             case "duplicate": return .duplicate
+            case "reset": return .fault(.reset)
             default:
                 error(node, "unknown action '\(word)'" + Self.suggest(word, from: Self.actionNames))
                 return nil
@@ -368,6 +396,33 @@ public struct RuleParser {
             return .delay(milliseconds: ms)
         case "mark":
             return .mark(value.string ?? "")
+        case "reset":
+            return .fault(.reset)
+        case "latency":
+            return parseLatency(value)
+        case "bandwidth", "slow-close", "timeout", "limit-data":
+            let unit = k == "bandwidth" ? "bytes per second" : k == "limit-data" ? "bytes" : "milliseconds"
+            guard let n = value.int, n >= (k == "bandwidth" || k == "limit-data" ? 1 : 0) else {
+                error(value, "\(k) is a number of \(unit)\(k == "bandwidth" || k == "limit-data" ? " (at least 1)" : ""), e.g. `{\(k): 1000}`")
+                return nil
+            }
+            switch k {
+            case "bandwidth": return .fault(.bandwidth(bytesPerSecond: n))
+            case "slow-close": return .fault(.slowClose(milliseconds: n))
+            case "timeout": return .fault(.timeout(milliseconds: n))
+            default: return .fault(.limitData(bytes: n))
+            }
+        case "slicer":
+            let keys = ["size", "gap"]
+            guard case .mapping(let m) = value else { error(value, "slicer is {size: BYTES, gap: MS}, e.g. `{slicer: {size: 7, gap: 1}}`"); return nil }
+            for (key, _) in m where !keys.contains(key.string ?? "") {
+                error(key, "unknown key '\(key.string ?? "")' in slicer" + Self.suggest(key.string ?? "", from: keys))
+                return nil
+            }
+            guard let size = value["size"]?.int, size >= 1 else { error(value["size"] ?? value, "slicer size is a number of bytes, at least 1"); return nil }
+            let gap = value["gap"].map { Double($0.string ?? "") } ?? 0
+            guard let gap, gap >= 0, gap <= 60_000 else { error(value["gap"] ?? value, "slicer gap is milliseconds between segments (0-60000; fractions allowed)"); return nil }
+            return .fault(.slicer(bytes: size, gapMicroseconds: Int((gap * 1000).rounded())))
         case "disconnect":
             let text = value.string ?? ""
             if let kind = DisconnectKind(rawValue: text) ?? (text.count == 1 ? DisconnectKind(symbol: text.first!) : nil) {
@@ -407,6 +462,40 @@ public struct RuleParser {
             error(key, "unknown action '\(k)'" + Self.suggest(k, from: Self.actionNames))
             return nil
         }
+    }
+
+    /// `{latency: MS}` or `{latency: {ms: MS, jitter: MS, distribution: uniform|normal}}`.
+    mutating func parseLatency(_ value: Node) -> RuleAction? {
+        let keys = ["ms", "jitter", "distribution"]
+        func number(_ node: Node?, _ what: String) -> Double?? {
+            guard let node else { return .some(nil) }
+            guard let d = Double(node.string ?? ""), d >= 0, d <= 3_600_000 else {
+                error(node, "latency \(what) is milliseconds, 0 or more (fractions allowed)")
+                return nil
+            }
+            return .some(d)
+        }
+        if value.string != nil {
+            guard let ms = number(value, "") ?? nil else { return nil }
+            return .latency(Latency(milliseconds: ms))
+        }
+        guard case .mapping(let m) = value else {
+            error(value, "latency is MS or {ms: MS, jitter: MS, distribution: uniform|normal}"); return nil
+        }
+        for (key, _) in m where !keys.contains(key.string ?? "") {
+            error(key, "unknown key '\(key.string ?? "")' in latency" + Self.suggest(key.string ?? "", from: keys))
+            return nil
+        }
+        guard let msNode = value["ms"] else { error(value, "latency needs `ms` (the mean, in milliseconds)"); return nil }
+        guard let ms = number(msNode, "ms") ?? nil, let jitter = number(value["jitter"], "jitter") else { return nil }
+        var distribution = Latency.Distribution.uniform
+        if let d = value["distribution"] {
+            guard let parsed = d.string.flatMap(Latency.Distribution.init(rawValue:)) else {
+                error(d, "distribution is \(Latency.Distribution.allCases.map(\.rawValue).joined(separator: " or "))"); return nil
+            }
+            distribution = parsed
+        }
+        return .latency(Latency(milliseconds: ms, jitter: jitter ?? 0, distribution: distribution))
     }
 
     /// `{hex: ...}`, `{name: ..., fields: {...}}` or (for replace) `{fields: {...}}`.

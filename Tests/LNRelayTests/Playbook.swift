@@ -93,10 +93,17 @@ final class Playbook {
             }
         case .runHook(_, let direction, let m): (kind, text) = ("hook", "hook \(direction.rawValue) \(HexString.encode(m))")
         case .wake(let timer, let at):
-            let name = switch timer { case .handshake: "handshake"; case .release(let d): "release \(d.rawValue)" }
+            let name = switch timer {
+            case .handshake: "handshake"
+            case .release(let d): "release \(d.rawValue)"
+            case .faultTimeout: "fault-timeout"
+            case .slowClose: "slow-close"
+            }
             (kind, text) = ("wake", "wake \(name) +\((Int64(bitPattern: at) - Int64(bitPattern: now)) / 1_000_000)ms")
         case .cancelWake(let timer): (kind, text) = ("cancel", "cancel \(timer)")
         case .close(let side): (kind, text) = ("close", "close \(side)")
+        case .reset(let side): (kind, text) = ("close", "reset \(side)")
+        case .shape(let side, let fault): (kind, text) = ("shape", "shape \(side) \(fault.description)")
         case .log(let level, let message): (kind, text) = ("log", "log \(level) \(message)")
         case .finished(let reason): (kind, text) = ("finished", "finished \(reason.kind.rawValue)")
         }

@@ -5,11 +5,15 @@
 /// that arrives just as one daemon gives the peer to the next is where implementations break. The
 /// raw values are the names used in rule files and recordings.
 ///
-/// Phases are ordered by a channel's life (`initializing < opening < channel < closing < closed`).
+/// Phases are ordered by a channel's life (`initializing < idle < opening < channel < closing < closed`).
 /// See docs/phases.md for every transition.
 public enum ChannelPhase: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
     /// Before both `init` messages were seen; a connection-level phase only (`connectd`).
     case initializing = "init"
+    /// A connection-level phase only: `init` is done and every channel the connection had is closed
+    /// (a cooperative close or an `error` ended it); the peer is back with `connectd`/`lightningd`
+    /// until a new channel opens. Before any channel appears the connection reads `opening`.
+    case idle
     /// No channel yet, or channel establishment (v1 or interactive v2) in progress (`openingd`).
     case opening
     /// Normal operation: from `channel_ready` or `channel_reestablish` until the shutdown is
@@ -24,6 +28,7 @@ public enum ChannelPhase: String, Sendable, Hashable, Codable, CaseIterable, Com
     public var coreLightningDaemon: String {
         switch self {
         case .initializing: "connectd"
+        case .idle: "lightningd"
         case .opening: "openingd"
         case .channel: "channeld"
         case .closing: "closingd"
@@ -34,10 +39,11 @@ public enum ChannelPhase: String, Sendable, Hashable, Codable, CaseIterable, Com
     private var order: UInt8 {
         switch self {
         case .initializing: 0
-        case .opening: 1
-        case .channel: 2
-        case .closing: 3
-        case .closed: 4
+        case .idle: 1
+        case .opening: 2
+        case .channel: 3
+        case .closing: 4
+        case .closed: 5
         }
     }
 

@@ -21,7 +21,8 @@ import CSodium
 /// ```
 public struct PhaseTracker: Sendable {
     /// The phase of the connection as a whole: `init` until both `init` messages were seen, then
-    /// the furthest phase among its channels that are not closed (`opening` when there are none).
+    /// the furthest phase among its channels that are not closed (`opening` when it has had none,
+    /// `idle` when every channel it had is closed).
     ///
     /// Messages that belong to no channel (`init`, `ping`, gossip, custom messages, `warning` and
     /// `error` with a zero `channel_id`) carry this phase: it names the daemon that would have
@@ -258,7 +259,7 @@ public struct PhaseTracker: Sendable {
             if state.shutdownMask == 3 && !state.hasPendingUpdates { channels[i].phase = .closing }
         case .closing:
             if !state.negotiationSeen && state.hasPendingUpdates { channels[i].phase = .channel }
-        case .initializing, .closed:
+        case .initializing, .idle, .closed:
             break
         }
     }
@@ -322,7 +323,8 @@ public struct PhaseTracker: Sendable {
     private mutating func refreshConnectionPhase() -> ChannelPhase {
         var phase = ChannelPhase.initializing
         if initMask == 3 {
-            phase = .opening
+            // No channel yet: ready to open one (`opening`). Channels, all closed: `idle`.
+            phase = !channels.isEmpty && channels.allSatisfy({ $0.phase == .closed }) ? .idle : .opening
             for channel in channels where channel.phase != .closed && channel.phase > phase {
                 phase = channel.phase
             }

@@ -90,7 +90,7 @@ extension ViewPage {
 <title>lnrr view</title>
 <style>
 :root { --h: 24px; --lane: 340px; --ab: #1565c0; --ba: #8e24aa; --bad: #c62828; --warn: #ef6c00; --ok: #2e7d32;
-  --p-init: #cfd8dc; --p-opening: #90caf9; --p-channel: #a5d6a7; --p-closing: #ffcc80; --p-closed: #bdbdbd; }
+  --p-init: #cfd8dc; --p-idle: #eceff1; --p-opening: #90caf9; --p-channel: #a5d6a7; --p-closing: #ffcc80; --p-closed: #bdbdbd; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 13px/1.3 system-ui, sans-serif; color: #222; display: flex; flex-direction: column; height: 100vh; }
 header { padding: 6px 10px; border-bottom: 1px solid #ccc; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }
@@ -110,7 +110,7 @@ main { flex: 1; display: flex; min-height: 0; }
 .bands { flex: none; display: flex; min-width: 48px; overflow: hidden; }
 .band { width: 14px; flex: none; border-right: 1px solid #fff; position: relative; }
 .band.edge::before { content: ""; position: absolute; left: -1px; right: -1px; top: 0; border-top: 3px solid #000; }
-.p-init { background: var(--p-init); } .p-opening { background: var(--p-opening); } .p-channel { background: var(--p-channel); }
+.p-init { background: var(--p-init); } .p-idle { background: var(--p-idle); } .p-opening { background: var(--p-opening); } .p-channel { background: var(--p-channel); }
 .p-closing { background: var(--p-closing); } .p-closed { background: var(--p-closed); }
 .lane { width: var(--lane); flex: none; position: relative; margin: 0 6px;
   background: linear-gradient(#555, #555) 8px 0 / 2px 100% no-repeat, linear-gradient(#555, #555) calc(100% - 8px) 0 / 2px 100% no-repeat,
@@ -155,7 +155,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 3px; font-size: 11p
   <span id="verdict"></span>
   <label>type <input id="filter" placeholder="names, numbers, custom (/)" autocomplete="off"></label>
   <label>direction <select id="dir"><option value="">both</option><option value="a-&gt;b">a-&gt;b</option><option value="b-&gt;a">b-&gt;a</option></select></label>
-  <span class="legend">phases<i class="p-init"></i>init<i class="p-opening"></i>opening<i class="p-channel"></i>channel<i class="p-closing"></i>closing<i class="p-closed"></i>closed</span>
+  <span class="legend">phases<i class="p-init"></i>init<i class="p-idle"></i>idle<i class="p-opening"></i>opening<i class="p-channel"></i>channel<i class="p-closing"></i>closing<i class="p-closed"></i>closed</span>
   <span><kbd>j</kbd>/<kbd>k</kbd> move <kbd>Enter</kbd> details <kbd>/</kbd> filter <kbd>n</kbd> next mark</span>
 </header>
 <main>

@@ -1,0 +1,124 @@
+import LNRules
+import NIOCore
+
+/// Carries out the `bandwidth` and `slicer` faults (docs/rules.md, "Faults") on one side's channel.
+///
+/// It sits first in the pipeline, between the BOLT 8 handler and the socket, so what it splits and
+/// paces are the encrypted bytes as they would go on the wire: a `slicer` cuts each frame (and its
+/// 18-byte length header) into segments of the given size, a `bandwidth` cap spaces the writes so
+/// that no more than the given bytes per second leave. Each segment is written and flushed on its
+/// own, so with TCP_NODELAY (set on both of lnrr's sockets) it leaves as its own TCP segment.
+///
+/// Bounded: above `highWater` bytes waiting it reports itself full, and the session stops reading
+/// the side that feeds it, as it does for a slow socket.
+final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Bytes waiting above which the sender is no longer read.
+    static let highWater = 256 * 1024
+    /// Without a slicer, a bandwidth cap writes at most this long a share of a second at once (10 ms),
+    /// so the rate holds over short spans too.
+    static let quantaPerSecond = 100
+
+    private var bytesPerSecond: Int?
+    private var segment: Int?
+    private var gapNanos: Int64 = 0
+    private var pending = CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)>()
+    private var pendingBytes = 0
+    private var scheduled: Scheduled<Void>?
+    /// The earliest moment the next segment may go (the bandwidth cap and the slicer's gap).
+    private var nextSend = NIODeadline.uptimeNanoseconds(0)
+    private var closeRequested: (CloseMode, EventLoopPromise<Void>?)?
+    private var context: ChannelHandlerContext?
+    private let onFullChanged: () -> Void
+    private(set) var isFull = false
+
+    init(onFullChanged: @escaping () -> Void) {
+        self.onFullChanged = onFullChanged
+    }
+
+    /// Applies one fault; a later one of the same kind replaces the earlier.
+    func apply(_ fault: Fault) {
+        switch fault {
+        case .bandwidth(let rate): bytesPerSecond = max(1, rate)
+        case .slicer(let bytes, let gap):
+            segment = max(1, bytes)
+            gapNanos = Int64(gap) * 1000
+        default: break
+        }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        scheduled?.cancel()
+        self.context = nil
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = unwrapOutboundIn(data)
+        pending.append((buffer, promise))
+        pendingBytes += buffer.readableBytes
+        updateFull()
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        drain(context)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // What was written goes out first, at the shaped pace (a FIN after the last segment).
+        guard mode == .all, !pending.isEmpty else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        closeRequested = (mode, promise)
+    }
+
+    private func drain(_ context: ChannelHandlerContext) {
+        guard scheduled == nil else { return }
+        while !pending.isEmpty {
+            let now = NIODeadline.now()
+            if nextSend > now {
+                scheduled = context.eventLoop.scheduleTask(deadline: nextSend) { [weak self] in
+                    guard let self, let context = self.context else { return }
+                    self.scheduled = nil
+                    self.drain(context)
+                }
+                return
+            }
+            var (buffer, promise) = pending.removeFirst()
+            var size = buffer.readableBytes
+            if let segment { size = min(size, segment) }
+            if let rate = bytesPerSecond { size = min(size, max(1, rate / Self.quantaPerSecond)) }
+            let piece = buffer.readSlice(length: size)!
+            pendingBytes -= size
+            if buffer.readableBytes > 0 {
+                pending.prepend((buffer, promise))
+                context.write(wrapOutboundOut(piece), promise: nil)
+            } else {
+                context.write(wrapOutboundOut(piece), promise: promise)
+            }
+            context.flush()
+            var wait = gapNanos
+            if let rate = bytesPerSecond { wait = max(wait, Int64(size) * 1_000_000_000 / Int64(rate)) }
+            nextSend = max(now, nextSend) + .nanoseconds(wait)
+        }
+        updateFull()
+        if let (mode, promise) = closeRequested {
+            closeRequested = nil
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
+    private func updateFull() {
+        let full = pendingBytes > Self.highWater
+        guard full != isFull else { return }
+        isFull = full
+        onFullChanged()
+    }
+}
+
+@available(*, unavailable)
+extension ShapingHandler: Sendable {}
