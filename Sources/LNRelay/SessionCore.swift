@@ -251,6 +251,8 @@ public struct SessionCore<Payload: RelayPayload> {
     private var closesWithReset = false
     /// A `slow-close` fault: the sockets close this long after the session ends.
     private var slowCloseNanos: UInt64 = 0
+    /// A `timeout` fault's timer is set.
+    private var timeoutArmed = false
 
     /// A session whose a has just connected, at monotonic time `now`.
     public init(settings: SessionSettings, rules: RuleSet?, rulesFile: String?, rulesSHA256: String?, now: UInt64) {
@@ -462,8 +464,9 @@ public struct SessionCore<Payload: RelayPayload> {
             }
             if let asks = settings.hookTypes, asks(type) {
                 enqueueHook(HeldHook(subject: message, copies: 1, record: record), direction, &actions)
-            } else if queueIsEmpty(direction) && releases(direction) {
-                // The common case: nothing waits in this direction, so the message goes at once.
+            } else if queueIsEmpty(direction) && releases(direction) && (direction == .aToB ? limitAToB : limitBToA) == Int.max {
+                // The common case: nothing waits in this direction, so the message goes at once
+                // (a `limit-data` fault sends it through the queue, which counts the bytes).
                 actions.append(.deliverReceived(to: side.other))
                 return
             } else {
@@ -669,7 +672,10 @@ public struct SessionCore<Payload: RelayPayload> {
             // Like `blackhole`: nothing more is relayed or read; then the sockets close.
             lifecycle = .halted(.blackhole)
             dropQueues(&actions)
-            if ms > 0 { actions.append(.wake(.faultTimeout, atNanos: now + UInt64(ms) * 1_000_000)) }
+            if ms > 0 {
+                timeoutArmed = true
+                actions.append(.wake(.faultTimeout, atNanos: now + UInt64(ms) * 1_000_000))
+            }
             updateReading(&actions)
         case .limitData(let bytes):
             if direction == .aToB { limitAToB = bytes } else { limitBToA = bytes }
@@ -806,7 +812,7 @@ public struct SessionCore<Payload: RelayPayload> {
         lifecycle = .closing(reason)
         dropQueues(&actions)
         actions.append(.cancelWake(.handshake))
-        actions.append(.cancelWake(.faultTimeout))
+        if timeoutArmed { actions.append(.cancelWake(.faultTimeout)) }
         if slowCloseNanos > 0 {
             // A `slow-close` fault: the FIN (or RST) goes out later; the recording is closed as usual.
             actions.append(.wake(.slowClose, atNanos: now + slowCloseNanos))

@@ -13,7 +13,7 @@ struct VocabularyTests {
         }
         // docs/recording-format.md names these; a rename would break every recording already made.
         #expect(SessionEventKind.allCases.map(\.rawValue).sorted()
-            == ["backpressure", "close", "handshake", "hook", "rule-halt", "rules-reloaded", "session-start"])
+            == ["backpressure", "close", "fault", "handshake", "hook", "rule-halt", "rules-reloaded", "session-start"])
         #expect(RecordingEvent(name: "from-a-newer-lnrr").kind == nil)
     }
 }

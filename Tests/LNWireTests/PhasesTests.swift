@@ -134,10 +134,12 @@ struct PhasesTests {
         let agreed = step(&t, M.closingSigned(finalBytes, fee: 900), .bToA, .closing, .closed)
         #expect(agreed.changes == [
             PhaseChange(channel: final, from: .closing, to: .closed),
-            PhaseChange(channel: nil, from: .closing, to: .opening),
+            PhaseChange(channel: nil, from: .closing, to: .idle),
         ])
-        // With only a closed channel left, the peer is openingd's again.
-        step(&t, M.custom(), .aToB, .opening, .opening)
+        #expect(agreed.changes.last?.description == "connection: closing -> idle")
+        // With only a closed channel left the connection is idle (not `opening` again) ...
+        step(&t, M.custom(), .aToB, .idle, .idle)
+        #expect(t.connectionPhase == .idle)
         // Late messages for the closed channel change nothing.
         step(&t, M.closingSigned(finalBytes, fee: 900), .aToB, .closed, .closed)
     }
@@ -206,7 +208,8 @@ struct PhasesTests {
         step(&t, M.txAddInput(finalBytes, serial: 0), .aToB, .opening, .opening)
         step(&t, M.txAbort(finalBytes), .bToA, .opening, .closed)
         step(&t, M.txAbort(finalBytes), .aToB, .closed, .closed)  // the echo
-        #expect(t.connectionPhase == .opening)
+        // The connection's only channel was abandoned: idle.
+        #expect(t.connectionPhase == .idle)
     }
 
     @Test func spliceStaysInChannel() {
@@ -395,12 +398,14 @@ struct PhasesTests {
         ])
         #expect(t.channel(ChannelID(bytes: yBytes)!)?.phase == .opening)
 
-        let all = step(&t, M.error(M.fill(32, 0)), .aToB, .opening, .opening)
+        let all = step(&t, M.error(M.fill(32, 0)), .aToB, .opening, .idle)
         #expect(all.channel == nil)
-        #expect(all.changes == [PhaseChange(channel: ChannelID(bytes: yBytes)!, from: .opening, to: .closed)])
+        #expect(all.changes == [PhaseChange(channel: ChannelID(bytes: yBytes)!, from: .opening, to: .closed),
+                                PhaseChange(channel: nil, from: .opening, to: .idle)])
         #expect(t.channels.allSatisfy { $0.phase == .closed })
         // A closed channel's id can be opened again.
-        let reopened = step(&t, M.openChannel(yBytes), .aToB, .opening, .opening)
+        let reopened = step(&t, M.openChannel(yBytes), .aToB, .idle, .opening)
+        #expect(reopened.changes.contains(PhaseChange(channel: nil, from: .idle, to: .opening)))
         #expect(reopened.changes.first?.isNewChannel == true)
         #expect(t.channels.count == 2)
     }
@@ -477,7 +482,7 @@ struct PhasesTests {
         #expect(seen.channel == ChannelID(bytes: extra) && seen.changes.isEmpty)
         // Closed channels make room.
         _ = t.observe(M.error(M.fill(32, 0)), direction: .bToA)
-        step(&t, M.channelReestablish(extra), .aToB, .opening, .channel)
+        step(&t, M.channelReestablish(extra), .aToB, .idle, .channel)
         #expect(t.channels.count == PhaseTracker.maximumTrackedChannels)
     }
 
@@ -496,9 +501,9 @@ struct PhasesTests {
     }
 
     @Test func phaseRawValuesAndOrder() {
-        #expect(ChannelPhase.allCases.map(\.rawValue) == ["init", "opening", "channel", "closing", "closed"])
+        #expect(ChannelPhase.allCases.map(\.rawValue) == ["init", "idle", "opening", "channel", "closing", "closed"])
         #expect(ChannelPhase.allCases.sorted() == ChannelPhase.allCases)
         #expect(ChannelPhase(rawValue: "init") == .initializing)
-        #expect(ChannelPhase.allCases.map(\.coreLightningDaemon) == ["connectd", "openingd", "channeld", "closingd", "onchaind"])
+        #expect(ChannelPhase.allCases.map(\.coreLightningDaemon) == ["connectd", "lightningd", "openingd", "channeld", "closingd", "onchaind"])
     }
 }
