@@ -20,6 +20,7 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
     /// Without a slicer, a bandwidth cap writes at most this long a share of a second at once (10 ms),
     /// so the rate holds over short spans too.
     static let quantaPerSecond = 100
+    static let catchUp = TimeAmount.milliseconds(20)
 
     private var bytesPerSecond: Int?
     private var segment: Int?
@@ -64,6 +65,8 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
     }
 
     func flush(context: ChannelHandlerContext) {
+        // Bytes written before this handler was added wait in the channel: they go now.
+        if pending.isEmpty { context.flush() }
         drain(context)
     }
 
@@ -103,7 +106,9 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
             context.flush()
             var wait = gapNanos
             if let rate = bytesPerSecond { wait = max(wait, Int64(size) * 1_000_000_000 / Int64(rate)) }
-            nextSend = max(now, nextSend) + .nanoseconds(wait)
+            // A timer that fired late may catch up, by at most `catchUp`: the average rate holds
+            // without letting an idle spell turn into a burst.
+            nextSend = max(now - Self.catchUp, nextSend) + .nanoseconds(wait)
         }
         updateFull()
         if let (mode, promise) = closeRequested {
