@@ -65,6 +65,8 @@ public final class ControlServer: Sendable {
         "disconnect": ["id", "force", "session", "node_id"],
         "addrule": ["rule", "yaml"],
         "delrule": ["name"],
+        "addfault": ["fault", "direction", "name"],
+        "delfault": ["name"],
         "listrules": [],
         "subscribe": ["count", "timeout"],
         // Core Lightning's opt-in for progress notifications, sent by pyln-client's `notify()`.
@@ -145,7 +147,32 @@ public final class ControlServer: Sendable {
             }
             try proxy.addRule(rule)
             return .object([("added", .string(rule.name)), ("rules", .integer(String(proxy.allRules().rules.count)))])
-        case "delrule":
+        case "addfault":
+            // A fault is a rule (docs/rules.md, "Faults"): one scoped by direction alone, from the next
+            // message that way on every session. Connection faults fire once per session (`count: 1`);
+            // `latency` delays every message.
+            guard let fault = try params.string("fault"), !fault.isEmpty else {
+                throw RPCFailure(.invalidParams, "addfault needs `fault`: a fault action as YAML or JSON text, e.g. {\"bandwidth\": 100000} or reset")
+            }
+            guard let dirText = try params.string("direction"), let direction = Direction(parsing: dirText) else {
+                throw RPCFailure(.invalidParams, "addfault needs `direction`: \(Direction.acceptedForms), the way toward the side the fault acts on")
+            }
+            let isLatency = fault.contains("latency")
+            let name = try params.string("name") ?? "fault-\(direction == .aToB ? "a2b" : "b2a")-\(proxy.allRules().rules.count + 1)"
+            let yaml = "name: \"\(name)\"\nmatch: {dir: \(direction == .aToB ? "a2b" : "b2a")\(isLatency ? "" : ", count: 1")}\naction: \(fault)"
+            let (set, diagnostics) = RuleParser.parse(yaml: "rules:\n  - " + yaml.replacingOccurrences(of: "\n", with: "\n    "), file: "addfault")
+            guard let rule = set?.rules.first else {
+                throw RPCFailure(.invalidParams, diagnostics.map(\.description).joined(separator: "; "))
+            }
+            guard rule.actions.allSatisfy({ if case .fault = $0 { true } else if case .latency = $0 { true } else { false } }) else {
+                throw RPCFailure(.invalidParams, "addfault takes faults only (latency, bandwidth, slicer, reset, slow-close, timeout, limit-data); use addrule for other actions")
+            }
+            if proxy.allRules().rules.contains(where: { $0.name == rule.name }) {
+                throw RPCFailure(.ruleExists, "a rule named '\(rule.name)' is in force; delfault it first or give this one another name")
+            }
+            try proxy.addRule(rule)
+            return .object([("added", .string(rule.name)), ("rules", .integer(String(proxy.allRules().rules.count)))])
+        case "delrule", "delfault":
             guard let name = try params.string("name") else { throw RPCFailure(.invalidParams, "delrule needs `name`: a rule added with addrule") }
             guard proxy.extraRules.withLockedValue({ $0.contains { $0.name == name } }) else {
                 let fromFile = proxy.allRules().rules.contains { $0.name == name }

@@ -289,3 +289,36 @@ rules:
     waited = time.monotonic() - start
     assert 0.9 < waited < 4, waited
     proxy.stop()
+
+
+def test_addfault_and_delfault_on_the_control_socket(lnrr, keys, procs, tmp_path):
+    from pyln.client import LightningRpc, RpcError
+    sock = tmp_path / "lnrr.sock"
+    proxy, a, b, _ = session(lnrr, keys, procs, tmp_path, "rules: []\n", "--control", sock)
+    rpc = LightningRpc(str(sock))
+    inits(a, b)
+    # A fault added live acts from the next message that way: here a slicer toward a, then removed.
+    assert rpc.call("addfault", {"fault": '{"slicer": {"size": 5, "gap": 3}}', "direction": "b2a", "name": "crumbs"})["added"] == "crumbs"
+    assert any(r["name"] == "crumbs" for r in rpc.call("listrules")["rules"])
+    try:
+        rpc.call("addfault", {"fault": "drop", "direction": "b2a"})
+        raise AssertionError("addfault took a non-fault")
+    except RpcError as e:
+        assert e.error["code"] == -32602 and "faults only" in e.error["message"]
+    assert rpc.call("delfault", {"name": "crumbs"}) == {"deleted": "crumbs"}
+    # Reset added live: the next a->b message ends the connection with RST on both sides.
+    rpc.call("addfault", ["reset", "a2b"])
+    a.send_message(msg(32769, b"\x01"))
+    for conn in (a, b):
+        conn.connection.settimeout(5)
+        try:
+            while conn.connection.recv(65536):
+                pass
+            raise AssertionError("a FIN, not an RST")
+        except ConnectionResetError:
+            pass
+    time.sleep(0.3)
+    proxy.stop()
+    [path] = recordings(tmp_path / "rec")
+    lines, _ = show_json(lnrr, path)
+    assert [e["fault"] for e in events_in(lines, "fault")] == ["reset"]
