@@ -55,6 +55,11 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         scheduled?.cancel()
         self.context = nil
+        // The channel is gone: what still waited will never be written.
+        while let (_, promise) = pending.popFirst() { promise?.fail(ChannelError.ioOnClosedChannel) }
+        pendingBytes = 0
+        closeRequested?.1?.succeed(())
+        closeRequested = nil
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -139,28 +139,41 @@ def test_slicer_segments_seen_by_a_raw_reader_and_messages_intact(lnrr, keys, pr
 rules:
   - name: crumbs
     match: {type: init, dir: b2a}
-    action: {slicer: {size: 7, gap: 2}}
+    action: {slicer: {size: 7, gap: 4}}
 """)
     a.send_message(INIT); assert b.read_message() == INIT
     b.send_message(INIT)
     raw = a.connection
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     messages = [msg(32769, bytes([n]) * (5 + n * 3)) for n in range(12)]
-    for m in messages:
-        b.send_message(m)
     # b's init is the trigger: it goes whole; the fault shapes what follows it.
     raw.settimeout(10)
     data = FullReads(raw).recv(len(INIT) + 34)
     total = (len(INIT) + 34) + sum(len(m) + 34 for m in messages)
     sizes = []
-    while len(data) < total:
-        d = raw.recv(65536)
-        assert d, "EOF before every byte came"
-        sizes.append(len(d))
-        data += d
-    print(f"slicer 7 B / 2 ms: {len(data)} bytes in {len(sizes)} reads, sizes {sorted(set(sizes))}")
-    assert max(sizes) <= 7, sizes
-    assert len(sizes) >= total // 7
+
+    def reader():
+        nonlocal data
+        while len(data) < total:
+            d = raw.recv(65536)
+            if not d:
+                return
+            sizes.append(len(d))
+            data += d
+
+    # The reader is already waiting when the segments come, so each read finds one segment.
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    for m in messages:
+        b.send_message(m)
+    thread.join(20)
+    assert len(data) == total, "EOF or timeout before every byte came"
+    print(f"slicer 7 B / 4 ms: {len(data)} bytes in {len(sizes)} reads, sizes {sorted(set(sizes))}")
+    # A reader (Python, on a loaded machine) that fell more than a gap behind finds two segments
+    # waiting: allow a few of those.
+    small = sum(1 for n in sizes if n <= 7)
+    assert small >= 0.9 * len(sizes), sizes
+    assert len(sizes) >= 0.8 * (total - len(INIT) - 34) / 7, sizes
     # Every frame decrypts: the length headers were split too, and nothing was lost or changed.
     a.connection = Replay(data)
     assert a.read_message() == INIT
@@ -308,6 +321,9 @@ def test_addfault_and_delfault_on_the_control_socket(lnrr, keys, procs, tmp_path
     assert rpc.call("delfault", {"name": "crumbs"}) == {"deleted": "crumbs"}
     # Reset added live: the next a->b message ends the connection with RST on both sides.
     rpc.call("addfault", ["reset", "a2b"])
+    # The answer comes once the rule is published; each session's event loop takes it up moments
+    # later (a message read in the same loop turn could still meet the old rules).
+    time.sleep(0.5)
     a.send_message(msg(32769, b"\x01"))
     for conn in (a, b):
         conn.connection.settimeout(5)
