@@ -29,13 +29,16 @@ final class WriterPool: @unchecked Sendable {
     /// A FIFO of writers with the monotonic time they are due (delays are constant per queue, so
     /// arrival order is due order).
     struct Queue {
-        private var items: [(due: UInt64, writer: RecordingWriter)] = []
+        /// A popped slot is set to nil at once: a closed recording's writer (and its buffers) must not
+        /// stay referenced until the whole queue happens to drain, which under steady traffic is never.
+        private var items: [(due: UInt64, writer: RecordingWriter?)] = []
         private var head = 0
         var isEmpty: Bool { head == items.count }
         var firstDue: UInt64? { isEmpty ? nil : items[head].due }
         mutating func append(_ writer: RecordingWriter, due: UInt64) { items.append((due, writer)) }
         mutating func popFirst() -> RecordingWriter {
-            let writer = items[head].writer
+            let writer = items[head].writer!
+            items[head].writer = nil
             head += 1
             if head == items.count {
                 items.removeAll(keepingCapacity: items.count <= 1024)  // give a burst's memory back
