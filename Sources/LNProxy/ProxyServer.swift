@@ -32,6 +32,9 @@ public struct ProxyConfiguration: Sendable {
     /// How long each side may take to complete its BOLT 8 handshake.
     public var handshakeTimeout: TimeAmount = .seconds(30)
     public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
+    /// `--record-failed-handshakes`: record connections that never complete a's handshake too
+    /// (forensics); by default they are only logged and counted.
+    public var recordFailedHandshakes = false
     public var lnrrVersion: String
     /// What sessions consult about messages: the `--plugin`s (`PluginHost`) or the one-shot
     /// `--custommsg-hook` command (`OneShotHook`); `nil`: nothing, messages go straight through.
@@ -89,6 +92,15 @@ final class ProxyContext: Sendable {
 final class SessionRegistry: Sendable {
     private let state = NIOLockedValueBox<(next: Int, sessions: [Int: ProxySession])>((1, [:]))
     private let emptied = NIOLockedValueBox<[EventLoopPromise<Void>]>([])
+
+    private let failedHandshakes = NIOLockedValueBox(0)
+
+    /// Connections that ended before a's handshake completed (not recorded unless asked).
+    var failedHandshakeCount: Int { failedHandshakes.withLockedValue { $0 } }
+
+    func countFailedHandshake() {
+        failedHandshakes.withLockedValue { $0 += 1 }
+    }
 
     func nextID() -> Int {
         state.withLockedValue { value in
@@ -213,6 +225,10 @@ public final class ProxyServer: Sendable {
 
     /// Recordings of sessions that have ended, oldest first.
     public var finishedRecordings: [String] { context.registry.finishedRecordings }
+
+    /// Connections that ended before a's handshake completed: counted, not recorded (unless
+    /// `recordFailedHandshakes`).
+    public var failedHandshakes: Int { context.registry.failedHandshakeCount }
 
     /// Snapshots of every live session.
     public func sessions() async -> [SessionSnapshot] {

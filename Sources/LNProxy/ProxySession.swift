@@ -75,7 +75,8 @@ public final class ProxySession: @unchecked Sendable {
             records: configuration.recordingDirectory != nil, requireTransparent: configuration.requireTransparent,
             handshakeTimeoutNanos: UInt64(max(0, configuration.handshakeTimeout.nanoseconds)),
             customMessageHook: false, startedWallNanos: wallClockNanos(),
-            hookTypes: Self.hookTypes(configuration.messageHook))
+            hookTypes: Self.hookTypes(configuration.messageHook),
+            recordFailedHandshakes: configuration.recordFailedHandshakes)
         core = SessionCore(settings: settings, rules: rules.rules, rulesFile: rules.file, rulesSHA256: rules.sha256,
                            now: Self.monotonicNanos())
     }
@@ -310,6 +311,7 @@ public final class ProxySession: @unchecked Sendable {
     private func finish() {
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
+        if !core.authenticated { context.registry.countFailedHandshake() }
         guard let recorder else {
             context.registry.remove(self)
             return
@@ -355,6 +357,10 @@ public final class ProxySession: @unchecked Sendable {
     /// Fails when the session has ended or the upstream is not connected yet.
     func injectFromControl(_ message: [UInt8], _ direction: Direction, source: String) throws {
         guard core.acceptsInjections else { throw ControlError.notConnected }
+        guard core.mayInject(direction) else {
+            // Taking it would buffer without bound behind a peer that does not read.
+            throw RPCFailure(.busy, "session \(id): \(direction.receiver) is not reading fast enough (its socket or queue is full); try again later")
+        }
         feed(.inject(message, direction, source: source))
     }
 

@@ -60,6 +60,9 @@ struct RecordCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Refuse sessions whose dialer's key is not in the keyring instead of dialing upstream as the proxy.")
     var requireTransparent = false
 
+    @Flag(name: .long, help: "Also record connections that never complete their handshake (forensics). By default they leave one log line and a count (listsessions' failed_handshakes), no file.")
+    var recordFailedHandshakes = false
+
     @Option(name: .long, help: ArgumentHelp("When recordings reach the OS: message (every message, default: survives kill -9), batch (every few ms), none (when buffers fill; fsync at session end always).", valueName: "MODE"))
     var sync: String = "message"
 
@@ -114,6 +117,7 @@ struct RecordCommand: AsyncParsableCommand {
             requireTransparent: requireTransparent,
             lnrrVersion: LNRRVersion.string
         )
+        configuration.recordFailedHandshakes = recordFailedHandshakes
         guard hookTimeout.nanoseconds > 0 else { throw CLIError("--hook-timeout must be longer than 0") }
         if let custommsgHook {
             configuration.setCustomMessageHook(command: custommsgHook, timeout: hookTimeout.seconds)
@@ -199,6 +203,9 @@ struct RecordCommand: AsyncParsableCommand {
     private func stopAll(server: ControlServer?, proxy: ProxyServer, group: EventLoopGroup) async {
         await server?.close()
         await proxy.shutdown()
+        if proxy.failedHandshakes > 0 {
+            Logger(label: "lnrr.record").notice("\(proxy.failedHandshakes) connections ended before their handshake completed (not recorded)")
+        }
         try? await group.shutdownGracefully()
     }
 
