@@ -20,7 +20,7 @@ struct ProcessFigures {
     init(pid: Int32) {
         if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
             for line in text.split(separator: "\n") {
-                let value = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+                let value = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0
                 if line.hasPrefix("VmRSS:") { rssKiB = value }
                 if line.hasPrefix("Threads:") { threads = value }
             }
@@ -68,7 +68,7 @@ final class SoakGreeter: ChannelInboundHandler, @unchecked Sendable {
 func soakBenchmarks() async throws {
     let lnrr = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lnrr").path
     guard FileManager.default.isExecutableFile(atPath: lnrr) else {
-        print("soak: build the release lnrr first (tools/bench does)")
+        say("soak: build the release lnrr first (tools/bench does)")
         return
     }
     let environment = ProcessInfo.processInfo.environment
@@ -82,11 +82,12 @@ func soakBenchmarks() async throws {
     setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
 
     for recording in [true, false] {
-        try await soak(lnrr: lnrr, recording: recording, concurrent: recording ? concurrent : 0, churn: churn, proxyFdLimit: proxyFdLimit)
+        try? await soak(lnrr: lnrr, recording: recording, concurrent: recording ? concurrent : 0, churn: churn, proxyFdLimit: proxyFdLimit)
     }
 }
 
 private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, proxyFdLimit: Int) async throws {
+    let environment = ProcessInfo.processInfo.environment
     let work = NSTemporaryDirectory() + "lnrr-bench-soak-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: work) }
     try FileManager.default.createDirectory(atPath: work + "/keys", withIntermediateDirectories: true)
@@ -114,6 +115,12 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
     arguments += recording ? ["--out", work + "/rec", "--sync", "batch"] : ["--no-recording"]
     proxy.arguments = arguments
     proxy.standardOutput = FileHandle.nullDevice
+    // Sessions refused for want of fds each log a line: kept in a file, not on the terminal.
+    proxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
+    if let log = environment["LNRR_SOAK_LOG"] {
+        FileManager.default.createFile(atPath: log, contents: nil)
+        proxy.standardError = FileHandle(forWritingAtPath: log)
+    }
     try proxy.run()
     defer {
         if proxy.isRunning {
@@ -124,11 +131,12 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
     try await Task.sleep(nanoseconds: 700_000_000)
     let pid = proxy.processIdentifier
     let idle = ProcessFigures(pid: pid)
-    print("soak, recording \(recording ? "on (--sync batch)" : "off"), lnrr under ulimit -Sn \(proxyFdLimit)")
-    print(idle.line("  idle", idle: idle))
+    say("soak, recording \(recording ? "on (--sync batch)" : "off"), lnrr under ulimit -Sn \(proxyFdLimit)")
+    say(idle.line("  idle", idle: idle))
 
     func dial() async -> Channel? {
-        try? await ClientBootstrap(group: group)
+        guard proxy.isRunning else { return nil }
+        return try? await ClientBootstrap(group: group)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -136,6 +144,13 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
                 }
             }
             .connect(host: "127.0.0.1", port: listenPort).get()
+    }
+    /// Stops the run when lnrr is gone (a crash is a finding, not something to wait out).
+    func alive() throws {
+        guard proxy.isRunning else {
+            say("  lnrr exited (status \(proxy.terminationStatus), \(proxy.terminationReason == .uncaughtSignal ? "signal" : "exit")): stopping this run")
+            throw CancellationError()
+        }
     }
     /// Waits until lnrr's fds are back near idle (its sessions are gone), at most `seconds`.
     func settle(seconds: Double) async {
@@ -151,11 +166,12 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
             if let channel = await dial() { channels.append(channel) }
         }
         let served = await waitForMessages(counter, concurrent, seconds: 120)
+        try alive()
         let during = ProcessFigures(pid: pid)
-        print(during.line("  \(concurrent) concurrent sessions (\(served) served)", idle: idle))
+        say(during.line("  \(concurrent) concurrent sessions (\(served) served)", idle: idle))
         for channel in channels { try? await channel.close() }
         await settle(seconds: 60)
-        print(ProcessFigures(pid: pid).line("  after they closed", idle: idle))
+        say(ProcessFigures(pid: pid).line("  after they closed", idle: idle))
     }
 
     // 2. Churn: sessions opened and closed, `wave` at a time. The first 500 are the warm-up.
@@ -171,28 +187,35 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
         done += wave
         _ = await waitForMessages(counter, base + done, seconds: 30)
         for channel in channels { try? await channel.close() }
+        try alive()
         if done == 500 {
             await settle(seconds: 30)
             warm = ProcessFigures(pid: pid)
-            print(warm!.line("  after 500 sessions (warm-up)", idle: idle))
+            say(warm!.line("  after 500 sessions (warm-up)", idle: idle))
         }
-        if done == 500 + churn / 2 { middle = ProcessFigures(pid: pid) }
+        if churn > 0 && done == 500 + churn / 2 { middle = ProcessFigures(pid: pid) }
     }
     let elapsed = now() - start
-    if let middle { print(middle.line("  during churn (\(churn / 2) sessions in)", idle: idle)) }
+    if let middle { say(middle.line("  during churn (\(churn / 2) sessions in)", idle: idle)) }
     await settle(seconds: 60)
     try? await Task.sleep(nanoseconds: 2_000_000_000)
     let after = ProcessFigures(pid: pid)
     let served = counter.messages - base
-    print(after.line("  after \(churn) more sessions", idle: idle))
+    say(after.line("  after \(churn) more sessions", idle: idle))
     if let warm {
-        print(String(format: "  churn: %d of %d sessions served, %.0f sessions/s; RSS %+.1f MiB since warm-up (target within 5 MiB), threads %+d, fds %+d",
+        say(String(format: "  churn: %d of %d sessions served, %.0f sessions/s; RSS %+.1f MiB since warm-up (target within 5 MiB), threads %+d, fds %+d",
                      served, churn + 500, Double(served) / elapsed, after.rssMiB - warm.rssMiB, after.threads - warm.threads, after.fds - warm.fds))
     }
     proxy.terminate()
     proxy.waitUntilExit()
     try await bServer.close()
     try await group.shutdownGracefully()
+}
+
+/// Prints a line at once (stdout may be a file: the soak takes minutes).
+private func say(_ line: String) {
+    print(line)
+    fflush(stdout)
 }
 
 /// Waits until `counter` reaches `target`, or `seconds` pass; returns the count.

@@ -40,7 +40,7 @@ struct ReliabilityTranscripts {
     func authenticatedStillRecorded() {
         let p = Playbook(records: true, hidden: ["log", "publish", "kick", "cancel", "reading", "wake", "dial"])
         _ = p >> .attached(.a, remoteAddress: "127.0.0.1:5000")
-        #expect(p >> .handshakeCompleted(.a, remoteNodeID: Playbook.nodeA, keyHeld: true).contains("open recording"))
+        #expect((p >> .handshakeCompleted(.a, remoteNodeID: Playbook.nodeA, keyHeld: true)).contains("open recording"))
         #expect(p.core.authenticated)
     }
 
