@@ -105,7 +105,10 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
             }
         }
         .bind(host: "127.0.0.1", port: 0).get()
-    let listenPort = 20000 + Int(getpid() % 20000) + (recording ? 0 : 1)
+    // A port free now: bound and released by the kernel's choice.
+    let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+    let listenPort = probe.localAddress!.port!
+    try await probe.close()
     let proxy = Process()
     // Under the soft fd limit of a fresh shell, whatever this process was given.
     proxy.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -128,8 +131,16 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
             proxy.waitUntilExit()
         }
     }
+    /// Stops the run when lnrr is gone (a crash is a finding, not something to wait out).
+    func alive() throws {
+        guard proxy.isRunning else {
+            say("  lnrr exited (status \(proxy.terminationStatus), \(proxy.terminationReason == .uncaughtSignal ? "signal" : "exit")): stopping this run")
+            throw CancellationError()
+        }
+    }
     try await Task.sleep(nanoseconds: 700_000_000)
     let pid = proxy.processIdentifier
+    try alive()
     let idle = ProcessFigures(pid: pid)
     say("soak, recording \(recording ? "on (--sync batch)" : "off"), lnrr under ulimit -Sn \(proxyFdLimit)")
     say(idle.line("  idle", idle: idle))
@@ -144,13 +155,6 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
                 }
             }
             .connect(host: "127.0.0.1", port: listenPort).get()
-    }
-    /// Stops the run when lnrr is gone (a crash is a finding, not something to wait out).
-    func alive() throws {
-        guard proxy.isRunning else {
-            say("  lnrr exited (status \(proxy.terminationStatus), \(proxy.terminationReason == .uncaughtSignal ? "signal" : "exit")): stopping this run")
-            throw CancellationError()
-        }
     }
     /// Waits until lnrr's fds are back near idle (its sessions are gone), at most `seconds`.
     func settle(seconds: Double) async {
