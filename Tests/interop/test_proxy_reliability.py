@@ -88,9 +88,13 @@ def test_failed_handshakes_leave_no_file_and_no_thread(lnrr, keys, procs, tmp_pa
     assert events_in(lines, "close")[-1]["reason"] == "eof"
     # No writer thread per connection: the flood did not add threads.
     assert threads_flood <= threads_idle + 2, (threads_idle, threads_flood)
+    summary = f"{flood} connections ended before their handshake completed"
+    deadline = time.monotonic() + 10  # the log is read by a thread: its last lines may lag the exit
+    while summary not in proxy.proc.stderr_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
     log = proxy.proc.stderr_text()
     assert log.count("before its handshake completed (not recorded)") == flood
-    assert f"{flood} connections ended before their handshake completed" in log
+    assert summary in log
 
 
 def test_record_failed_handshakes_keeps_the_forensic_files(lnrr, keys, procs, tmp_path):

@@ -195,6 +195,7 @@ struct RecordCommand: AsyncParsableCommand {
         logger.info("received signal \(signal); ending every session")
         await controlServer?.close()
         await server.shutdown()
+        Self.logFailedHandshakes(server, logger)
         // Plugins stop after the sessions: a session ending may still ask them about a message.
         await plugins?.stop()
         try? await group.shutdownGracefully()
@@ -203,10 +204,13 @@ struct RecordCommand: AsyncParsableCommand {
     private func stopAll(server: ControlServer?, proxy: ProxyServer, group: EventLoopGroup) async {
         await server?.close()
         await proxy.shutdown()
-        if proxy.failedHandshakes > 0 {
-            Logger(label: "lnrr.record").notice("\(proxy.failedHandshakes) connections ended before their handshake completed (not recorded)")
-        }
         try? await group.shutdownGracefully()
+    }
+
+    /// The shutdown summary of connections that were counted, not recorded.
+    private static func logFailedHandshakes(_ proxy: ProxyServer, _ logger: Logger) {
+        guard proxy.failedHandshakes > 0 else { return }
+        logger.notice("\(proxy.failedHandshakes) connections ended before their handshake completed (not recorded)")
     }
 
     private func parseRoutes() throws -> [ProxyRoute] {
