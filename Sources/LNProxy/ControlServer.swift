@@ -108,7 +108,9 @@ public final class ControlServer: Sendable {
         switch method {
         case "listsessions":
             let sessions = await proxy.sessions()
-            return .object([("sessions", .array(sessions.map(Self.json)))])
+            return .object([("sessions", .array(sessions.map(Self.json))),
+                            ("failed_handshakes", .integer(String(proxy.failedHandshakes))),
+                            ("sessions_in_memory", .integer(String(proxy.sessionsInMemory)))])
         case "sendcustommsg":
             let message = try Self.hexParam(params, "msg")
             let type = UInt16(message[0]) << 8 | UInt16(message[1])

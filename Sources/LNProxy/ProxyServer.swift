@@ -32,6 +32,9 @@ public struct ProxyConfiguration: Sendable {
     /// How long each side may take to complete its BOLT 8 handshake.
     public var handshakeTimeout: TimeAmount = .seconds(30)
     public var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
+    /// `--record-failed-handshakes`: record connections that never complete a's handshake too
+    /// (forensics); by default they are only logged and counted.
+    public var recordFailedHandshakes = false
     public var lnrrVersion: String
     /// What sessions consult about messages: the `--plugin`s (`PluginHost`) or the one-shot
     /// `--custommsg-hook` command (`OneShotHook`); `nil`: nothing, messages go straight through.
@@ -71,6 +74,9 @@ final class ProxyContext: Sendable {
     let logger: Logger
     /// Live events for control-socket subscribers.
     let events = EventBus()
+    /// `ProxySession` objects alive, ended or not: once every session has ended it must fall to 0,
+    /// or something keeps sessions (and their buffers) after they end.
+    let sessionsInMemory = NIOLockedValueBox(0)
     /// The rules new sessions start with, and their source.
     let currentRules: NIOLockedValueBox<(rules: RuleSet?, file: String?, sha256: String?)>
 
@@ -90,6 +96,15 @@ final class SessionRegistry: Sendable {
     private let state = NIOLockedValueBox<(next: Int, sessions: [Int: ProxySession])>((1, [:]))
     private let emptied = NIOLockedValueBox<[EventLoopPromise<Void>]>([])
 
+    private let failedHandshakes = NIOLockedValueBox(0)
+
+    /// Connections that ended before a's handshake completed (not recorded unless asked).
+    var failedHandshakeCount: Int { failedHandshakes.withLockedValue { $0 } }
+
+    func countFailedHandshake() {
+        failedHandshakes.withLockedValue { $0 += 1 }
+    }
+
     func nextID() -> Int {
         state.withLockedValue { value in
             defer { value.next += 1 }
@@ -101,13 +116,20 @@ final class SessionRegistry: Sendable {
         state.withLockedValue { $0.sessions[session.id] = session }
     }
 
-    /// Paths of recordings whose sessions have ended, in the order they ended.
+    /// Paths of the last recordings whose sessions have ended, in the order they ended: bounded,
+    /// so that a long-running proxy keeps nothing per past session.
     private let finished = NIOLockedValueBox<[String]>([])
+    static let finishedKept = 64
 
     var finishedRecordings: [String] { finished.withLockedValue { $0 } }
 
     func remove(_ session: ProxySession, recording: String? = nil) {
-        if let recording { finished.withLockedValue { $0.append(recording) } }
+        if let recording {
+            finished.withLockedValue {
+                if $0.count >= Self.finishedKept { $0.removeFirst($0.count - Self.finishedKept + 1) }
+                $0.append(recording)
+            }
+        }
         let isEmpty = state.withLockedValue { value -> Bool in
             value.sessions[session.id] = nil
             return value.sessions.isEmpty
@@ -211,8 +233,15 @@ public final class ProxyServer: Sendable {
         public var description: String { NetworkErrorText.listening(on: address, underlying) }
     }
 
-    /// Recordings of sessions that have ended, oldest first.
+    /// Recordings of the last sessions that have ended (at most 64), oldest first.
     public var finishedRecordings: [String] { context.registry.finishedRecordings }
+
+    /// Connections that ended before a's handshake completed: counted, not recorded (unless
+    /// `recordFailedHandshakes`).
+    public var failedHandshakes: Int { context.registry.failedHandshakeCount }
+
+    /// Session objects still in memory, live or ended (0 once every session has ended and been freed).
+    public var sessionsInMemory: Int { context.sessionsInMemory.withLockedValue { $0 } }
 
     /// Snapshots of every live session.
     public func sessions() async -> [SessionSnapshot] {

@@ -58,8 +58,11 @@ public final class ProxySession: @unchecked Sendable {
     /// on every other event, not per message (it takes the bus's lock).
     private var publishing = false
     private var readStarted = false
+    /// The core said `finished`: the session keeps no handler from then on.
+    private var hasFinished = false
 
     init(id: Int, route: ProxyRoute, eventLoop: EventLoop, context: ProxyContext) {
+        context.sessionsInMemory.withLockedValue { $0 += 1 }
         self.id = id
         self.route = route
         self.eventLoop = eventLoop
@@ -75,7 +78,8 @@ public final class ProxySession: @unchecked Sendable {
             records: configuration.recordingDirectory != nil, requireTransparent: configuration.requireTransparent,
             handshakeTimeoutNanos: UInt64(max(0, configuration.handshakeTimeout.nanoseconds)),
             customMessageHook: false, startedWallNanos: wallClockNanos(),
-            hookTypes: Self.hookTypes(configuration.messageHook))
+            hookTypes: Self.hookTypes(configuration.messageHook),
+            recordFailedHandshakes: configuration.recordFailedHandshakes)
         core = SessionCore(settings: settings, rules: rules.rules, rulesFile: rules.file, rulesSHA256: rules.sha256,
                            now: Self.monotonicNanos())
     }
@@ -84,6 +88,10 @@ public final class ProxySession: @unchecked Sendable {
     private static func hookTypes(_ hook: (any MessageHook)?) -> (@Sendable (UInt16) -> Bool)? {
         guard let hook else { return nil }
         return { type in hook.consults(type: type) }
+    }
+
+    deinit {
+        context.sessionsInMemory.withLockedValue { $0 -= 1 }
     }
 
     @inline(__always)
@@ -158,6 +166,14 @@ public final class ProxySession: @unchecked Sendable {
         case .b: b = handler
         }
         feed(.attached(handler.side, remoteAddress: handler.remoteAddressDescription))
+        // An upstream channel that comes up after the session finished was just told to close:
+        // do not keep it (it keeps the session).
+        if hasFinished { forgetHandlers() }
+    }
+
+    private func forgetHandlers() {
+        a = nil
+        b = nil
     }
 
     func handshakeCompleted(side: Side, remote: NodeID) {
@@ -261,8 +277,11 @@ public final class ProxySession: @unchecked Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
             .connectTimeout(configuration.connectTimeout)
-            .channelInitializer { channel in
+            // Weak: NIO may keep the bootstrap's closures after the connection is made (Happy
+            // Eyeballs), and nothing it keeps may keep the session.
+            .channelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard let self else { throw ChannelError.ioOnClosedChannel }
                     try channel.pipeline.syncOperations.addHandlers([
                         BOLT8Handler(role: .initiator(remote: upstream.nodeID), localSecret: identity),
                         SideHandler(side: .b, session: self),
@@ -270,8 +289,8 @@ public final class ProxySession: @unchecked Sendable {
                 }
             }
             .connect(host: upstream.host, port: upstream.port)
-            .whenFailure { [self] error in
-                self.feed(.upstreamUnreachable("\(upstream.host):\(upstream.port): \(error)"))
+            .whenFailure { [weak self] error in
+                self?.feed(.upstreamUnreachable("\(upstream.host):\(upstream.port): \(error)"))
             }
     }
 
@@ -314,6 +333,11 @@ public final class ProxySession: @unchecked Sendable {
     private func finish() {
         for timer in timers.values { timer.cancel() }
         timers.removeAll()
+        if !core.authenticated { context.registry.countFailedHandshake() }
+        // Each SideHandler holds its session: drop the session's references to them, or the pair
+        // (with the core, its queues and the recorder's buffers) outlives the session.
+        hasFinished = true
+        forgetHandlers()
         guard let recorder else {
             context.registry.remove(self)
             return
@@ -359,6 +383,10 @@ public final class ProxySession: @unchecked Sendable {
     /// Fails when the session has ended or the upstream is not connected yet.
     func injectFromControl(_ message: [UInt8], _ direction: Direction, source: String) throws {
         guard core.acceptsInjections else { throw ControlError.notConnected }
+        guard core.mayInject(direction) else {
+            // Taking it would buffer without bound behind a peer that does not read.
+            throw RPCFailure(.busy, "session \(id): \(direction.receiver) is not reading fast enough (its socket or queue is full); try again later")
+        }
         feed(.inject(message, direction, source: source))
     }
 

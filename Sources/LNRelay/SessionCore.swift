@@ -28,10 +28,15 @@ public struct SessionSettings: Sendable {
     public var holdLimit: Int
     /// When the session began, in nanoseconds since the epoch (recordings carry wall-clock times).
     public var startedWallNanos: UInt64
+    /// Record connections that never complete a's handshake (`--record-failed-handshakes`). Off by
+    /// default: anyone can open a TCP connection, so before act three a connection costs a log line
+    /// and a counter, not a file and a writer.
+    public var recordFailedHandshakes: Bool
 
     public init(id: Int, nodeB: String, listen: String, upstream: String, lnrrVersion: String, syncMode: SyncMode,
                 records: Bool, requireTransparent: Bool, handshakeTimeoutNanos: UInt64, customMessageHook: Bool,
-                holdLimit: Int = 256 * 1024, startedWallNanos: UInt64, hookTypes: (@Sendable (UInt16) -> Bool)? = nil) {
+                holdLimit: Int = 256 * 1024, startedWallNanos: UInt64, hookTypes: (@Sendable (UInt16) -> Bool)? = nil,
+                recordFailedHandshakes: Bool = false) {
         self.id = id
         self.nodeB = nodeB
         self.listen = listen
@@ -47,6 +52,7 @@ public struct SessionSettings: Sendable {
         self.hookTypes = hookTypes ?? (customMessageHook ? customTypes : nil)
         self.holdLimit = holdLimit
         self.startedWallNanos = startedWallNanos
+        self.recordFailedHandshakes = recordFailedHandshakes
     }
 }
 
@@ -243,6 +249,17 @@ public struct SessionCore<Payload: RelayPayload> {
     private var heldBytesBToA = 0
     /// Messages recorded so far: the index the next one gets (hook events refer to it).
     public private(set) var recordedMessages = 0
+    /// Records of messages that arrived while b was being dialled: written when b is up (as they
+    /// were) or when the session ends first (as not delivered), so a failed dial does not leave a
+    /// held `init` recorded as delivered.
+    private var heldRecords: [HeldRecord] = []
+
+    struct HeldRecord {
+        var message: Payload
+        var direction: Direction
+        var atNanos: UInt64
+        var comments: [String]
+    }
     private let startedMonotonicNanos: UInt64
     /// `limit-data` faults: bytes each direction may still write (BOLT 8 frames), `Int.max` when unlimited.
     private var limitAToB = Int.max
@@ -290,6 +307,20 @@ public struct SessionCore<Payload: RelayPayload> {
     /// Whether the recording is open.
     public var isRecording: Bool { recording == .open }
 
+    /// Whether a completed its handshake (act three): sessions that never did are counted, not recorded.
+    public var authenticated: Bool { nodeA != nil }
+
+    /// Whether a control-socket injection towards `direction`'s receiver may be taken now: both sides
+    /// up, the receiver's socket writable and the direction's queue within its bounds. Otherwise the
+    /// control socket answers busy instead of buffering without bound.
+    public func mayInject(_ direction: Direction) -> Bool {
+        guard acceptsInjections else { return false }
+        let writable = direction == .aToB ? writableB : writableA
+        let bytes = direction == .aToB ? heldBytesAToB : heldBytesBToA
+        let count = direction == .aToB ? queueAToB.count : queueBToA.count
+        return writable && bytes <= settings.holdLimit && count <= Self.holdCountLimit
+    }
+
     // MARK: Events
 
     /// Handles one event at monotonic time `now`, appending the actions it causes to `actions`.
@@ -330,7 +361,7 @@ public struct SessionCore<Payload: RelayPayload> {
             pump(direction, now: now, &actions)
             if closeReason == nil { actions.append(.flush(direction.receiver)) }
         case .inject(let message, let direction, let source):
-            guard acceptsInjections else { break }
+            guard mayInject(direction) else { break }
             // The receiver sees it, so the phases do (the rules' own injections go through the stage).
             message.withUnsafeBytes { _ = stage.observe($0, direction: direction) }
             injected(message, direction, notes: ["injected by \(source)"], now: now, &actions)
@@ -420,6 +451,11 @@ public struct SessionCore<Payload: RelayPayload> {
         guard case .connectingB = lifecycle else { return }
         actions.append(.cancelWake(.handshake))
         lifecycle = .relaying
+        // Recorded in the order they came, before b's handshake as before; they are delivered below.
+        for held in heldRecords {
+            actions.append(.recordMessage(held.message, held.direction, atNanos: held.atNanos, comments: held.comments, batched: false))
+        }
+        heldRecords.removeAll()
         recordEvent(.handshake, ["side": .string("b"), "node_id": .string(settings.nodeB)], now: now, &actions)
         // What a sent meanwhile goes now, in order.
         pump(.aToB, now: now, &actions)
@@ -458,9 +494,13 @@ public struct SessionCore<Payload: RelayPayload> {
             }
             var record = -1
             if recording == .open {
-                actions.append(.recordReceived(direction, atNanos: wallNanos(now), comments: phaseComments(plan.observation)))
-                record = recordedMessages
-                recordedMessages += 1
+                if case .connectingB = lifecycle {
+                    record = recordMessage(message, direction, now: now, comments: phaseComments(plan.observation), batched: true, &actions)
+                } else {
+                    actions.append(.recordReceived(direction, atNanos: wallNanos(now), comments: phaseComments(plan.observation)))
+                    record = recordedMessages
+                    recordedMessages += 1
+                }
             }
             if let asks = settings.hookTypes, asks(type) {
                 enqueueHook(HeldHook(subject: message, copies: 1, record: record), direction, &actions)
@@ -802,13 +842,27 @@ public struct SessionCore<Payload: RelayPayload> {
     /// Ends the session for `reason`: records it, closes both sides. The first reason wins.
     private mutating func end(_ reason: CloseReason, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
         guard closeReason == nil else { return }
-        openRecording(now: now, &actions)
+        if authenticated || settings.recordFailedHandshakes {
+            openRecording(now: now, &actions)
+        }
+        // Messages held for b that never went: recorded, as not delivered.
+        for held in heldRecords {
+            var comments = held.comments.filter { DeliveryNote(comments: [$0]) == nil }
+            comments += ["not delivered: the session ended before the upstream was up", DeliveryNote.none.comment]
+            actions.append(.recordMessage(held.message, held.direction, atNanos: held.atNanos, comments: comments, batched: false))
+        }
+        heldRecords.removeAll()
         var fields: [String: RecordingEventValue] = ["reason": .string(reason.kind.rawValue)]
         if let side = reason.side { fields["by"] = .string(side.rawValue) }
         if !reason.detail.isEmpty { fields["detail"] = .string(reason.detail) }
         recordEvent(.close, fields, now: now, &actions)
         actions.append(.publish(.sessionEnd(reason)))
-        actions.append(.log(reason.kind == .eof || reason.kind == .shutdown ? .info : .notice, "session ended: \(reason)"))
+        if !authenticated && !settings.recordFailedHandshakes {
+            // The one trace a connection that never authenticated leaves (and the driver's counter).
+            actions.append(.log(.notice, "connection from \(aAddress ?? "unknown") ended before its handshake completed (not recorded): \(reason)"))
+        } else {
+            actions.append(.log(reason.kind == .eof || reason.kind == .shutdown ? .info : .notice, "session ended: \(reason)"))
+        }
         lifecycle = .closing(reason)
         dropQueues(&actions)
         actions.append(.cancelWake(.handshake))
@@ -849,7 +903,12 @@ public struct SessionCore<Payload: RelayPayload> {
     @discardableResult
     private mutating func recordMessage(_ message: Payload, _ direction: Direction, now: UInt64, comments: [String], batched: Bool,
                                         _ actions: inout [SessionAction<Payload>]) -> Int {
-        actions.append(.recordMessage(message, direction, atNanos: wallNanos(now), comments: comments, batched: batched))
+        if case .connectingB = lifecycle {
+            // Whether it is delivered is not known until b is up: see `heldRecords`.
+            heldRecords.append(HeldRecord(message: message, direction: direction, atNanos: wallNanos(now), comments: comments))
+        } else {
+            actions.append(.recordMessage(message, direction, atNanos: wallNanos(now), comments: comments, batched: batched))
+        }
         recordedMessages += 1
         return recordedMessages - 1
     }

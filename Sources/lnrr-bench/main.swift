@@ -588,3 +588,5 @@ if only == nil || only == "latency" {
 if only == nil || only == "memory" { try await memoryBenchmarks() }
 if only == nil || only == "read" { try readerBenchmarks() }
 if only == nil || only == "hook" { try await hookBenchmarks() }
+// Minutes long: only when named (`tools/bench soak`).
+if only == "soak" { try await soakBenchmarks() }

@@ -21,7 +21,8 @@ final class Playbook {
     static let wallStart: UInt64 = 1_700_000_000_000_000_000
 
     init(rules: String? = nil, records: Bool = false, hook: Bool = false, requireTransparent: Bool = false,
-         holdLimit: Int = 256 * 1024, hidden: Set<String> = ["log", "publish", "kick", "cancel", "reading"]) {
+         holdLimit: Int = 256 * 1024, recordFailedHandshakes: Bool = false,
+         hidden: Set<String> = ["log", "publish", "kick", "cancel", "reading"]) {
         var set: RuleSet?
         if let rules {
             let (parsed, diagnostics) = RuleParser.parse(yaml: rules, file: "test.yaml")
@@ -31,7 +32,8 @@ final class Playbook {
         let settings = SessionSettings(
             id: 1, nodeB: Self.nodeB, listen: "127.0.0.1:9735", upstream: "\(Self.nodeB)@127.0.0.1:9736", lnrrVersion: "test",
             syncMode: .message, records: records, requireTransparent: requireTransparent, handshakeTimeoutNanos: 30_000_000_000,
-            customMessageHook: hook, holdLimit: holdLimit, startedWallNanos: Self.wallStart)
+            customMessageHook: hook, holdLimit: holdLimit, startedWallNanos: Self.wallStart,
+            recordFailedHandshakes: recordFailedHandshakes)
         core = Core(settings: settings, rules: set, rulesFile: rules == nil ? nil : "test.yaml", rulesSHA256: nil, now: now)
         self.hidden = hidden
     }

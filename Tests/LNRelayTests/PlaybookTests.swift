@@ -391,7 +391,7 @@ struct ControlAndCloseTranscripts {
 
     @Test("handshake timeouts name the side that was late")
     func handshakeTimeouts() {
-        let p = Playbook(records: true, hidden: ["log", "publish", "kick", "cancel", "reading"])
+        let p = Playbook(records: true, recordFailedHandshakes: true, hidden: ["log", "publish", "kick", "cancel", "reading"])
         _ = p >> .attached(.a, remoteAddress: "127.0.0.1:5000")
         let lines = p >> .timerFired(.handshake)
         #expect(lines.contains("event close by=a detail=a did not complete its handshake within 30000 ms reason=handshake-failure"))

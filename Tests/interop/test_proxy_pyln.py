@@ -250,7 +250,8 @@ def test_failures_end_only_their_session(lnrr, keys, procs, tmp_path):
     keys("a"), keys("b"), keys("stranger")
     upstream = UpstreamNode(keys("b"))
     out = tmp_path / "rec"
-    proxy = Proxy(lnrr, procs, keys, upstream.address, out)
+    # Failed handshakes are recorded only on request: this test reads their close reasons.
+    proxy = Proxy(lnrr, procs, keys, upstream.address, out, "--record-failed-handshakes")
 
     # A healthy session that must survive everything below.
     good_a, good_b = handshake_pair(proxy, upstream, keys)

@@ -60,6 +60,9 @@ struct RecordCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Refuse sessions whose dialer's key is not in the keyring instead of dialing upstream as the proxy.")
     var requireTransparent = false
 
+    @Flag(name: .long, help: "Also record connections that never complete their handshake (forensics). By default they leave one log line and a count (listsessions' failed_handshakes), no file.")
+    var recordFailedHandshakes = false
+
     @Option(name: .long, help: ArgumentHelp("When recordings reach the OS: message (every message, default: survives kill -9), batch (every few ms), none (when buffers fill; fsync at session end always).", valueName: "MODE"))
     var sync: String = "message"
 
@@ -114,6 +117,7 @@ struct RecordCommand: AsyncParsableCommand {
             requireTransparent: requireTransparent,
             lnrrVersion: LNRRVersion.string
         )
+        configuration.recordFailedHandshakes = recordFailedHandshakes
         guard hookTimeout.nanoseconds > 0 else { throw CLIError("--hook-timeout must be longer than 0") }
         if let custommsgHook {
             configuration.setCustomMessageHook(command: custommsgHook, timeout: hookTimeout.seconds)
@@ -191,6 +195,7 @@ struct RecordCommand: AsyncParsableCommand {
         logger.info("received signal \(signal); ending every session")
         await controlServer?.close()
         await server.shutdown()
+        Self.logFailedHandshakes(server, logger)
         // Plugins stop after the sessions: a session ending may still ask them about a message.
         await plugins?.stop()
         try? await group.shutdownGracefully()
@@ -200,6 +205,12 @@ struct RecordCommand: AsyncParsableCommand {
         await server?.close()
         await proxy.shutdown()
         try? await group.shutdownGracefully()
+    }
+
+    /// The shutdown summary of connections that were counted, not recorded.
+    private static func logFailedHandshakes(_ proxy: ProxyServer, _ logger: Logger) {
+        guard proxy.failedHandshakes > 0 else { return }
+        logger.notice("\(proxy.failedHandshakes) connections ended before their handshake completed (not recorded)")
     }
 
     private func parseRoutes() throws -> [ProxyRoute] {
