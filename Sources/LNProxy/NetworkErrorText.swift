@@ -50,9 +50,21 @@ public enum NetworkErrorText {
             return "no route to that host; check the address and the network"
         case ECONNRESET:
             return "the other end reset the connection"
+        case EMFILE, ENFILE:
+            return "lnrr has no file descriptors left (too many open files); raise the limit (`ulimit -n`) or serve fewer sessions at once"
         default:
             return String(cString: strerror(io.errnoCode)).lowercased()
         }
+    }
+
+    /// Whether `error` says this process ran out of file descriptors (EMFILE/ENFILE), which is
+    /// lnrr's own limit and never the remote's fault.
+    public static func isOutOfDescriptors(_ error: Error) -> Bool {
+        if let connection = error as? NIOConnectionError {
+            return connection.connectionErrors.contains { isOutOfDescriptors($0.error) }
+        }
+        guard let io = error as? IOError else { return false }
+        return io.errnoCode == EMFILE || io.errnoCode == ENFILE
     }
 
     /// The likely cause of a handshake that failed on the dialling side, or nil: a node that

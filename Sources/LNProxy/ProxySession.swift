@@ -224,6 +224,9 @@ public final class ProxySession: @unchecked Sendable {
                 recorder.message($0, direction: direction, timestampNanos: at, comments: comments, deferWake: batched)
             }
         case .flush(let side):
+            // Records go to the writer before the messages they describe reach a socket, whichever
+            // order the core asked for them (with --sync message, kick writes them out).
+            recorder?.kick()
             handler(side)?.flush()
         case .kickRecorder:
             // One wake-up of the recording thread per socket read, not per message.
@@ -284,13 +287,22 @@ public final class ProxySession: @unchecked Sendable {
                     guard let self else { throw ChannelError.ioOnClosedChannel }
                     try channel.pipeline.syncOperations.addHandlers([
                         BOLT8Handler(role: .initiator(remote: upstream.nodeID), localSecret: identity),
+                        // A node that cuts act two is most likely not the node id dialled: say so.
+                        DialHintHandler(address: upstream.hostPort.description, nodeID: upstream.nodeID),
                         SideHandler(side: .b, session: self),
                     ])
                 }
             }
             .connect(host: upstream.host, port: upstream.port)
             .whenFailure { [weak self] error in
-                self?.feed(.upstreamUnreachable("\(upstream.host):\(upstream.port): \(error)"))
+                guard let self else { return }
+                if NetworkErrorText.isOutOfDescriptors(error) {
+                    // lnrr's own limit, not the upstream's fault: say so rather than blame b.
+                    self.feed(.failed(CloseReason(side: nil, kind: .error,
+                                                  detail: NetworkErrorText.connecting(to: upstream.hostPort.description, error))))
+                } else {
+                    self.feed(.upstreamUnreachable(NetworkErrorText.connecting(to: upstream.hostPort.description, error)))
+                }
             }
     }
 
@@ -356,6 +368,11 @@ public final class ProxySession: @unchecked Sendable {
     }
 
     static func reason(for error: Error, side: Side) -> CloseReason {
+        if let failure = error as? DialFailure, let underlying = failure.underlying as? TransportError {
+            var reason = reason(for: underlying, side: side)
+            reason.detail += "; \(failure.hint)"
+            return reason
+        }
         if let error = error as? TransportError {
             switch error.category {
             case .handshake: return CloseReason(side: side, kind: .handshakeFailure, detail: "\(error)")

@@ -231,3 +231,50 @@ def test_ended_sessions_are_freed(lnrr, keys, procs, tmp_path):
         time.sleep(0.2)
     assert result["sessions"] == [] and result["sessions_in_memory"] == 0, result
     proxy.stop()
+
+
+def test_upstream_failures_are_said_in_words_with_the_likely_cause(lnrr, keys, procs, tmp_path):
+    """Issue 12 items 5 and 6 on the proxy's own dial: the close reason names the address and the
+    cause in words (no NIO internals), and a node that cuts act two is said to be the wrong node id."""
+    from test_cli_pyln import wrong_key_listener
+    keys("a"), keys("b"), keys("c")
+    # b listens, but the proxy is told the upstream is c: b's pyln-proto closes during act two.
+    port = wrong_key_listener(keys("b"))
+    out = tmp_path / "rec"
+    proxy = Proxy(lnrr, procs, keys, f"{keys('c').node_id}@127.0.0.1:{port}", out)
+    a = proxy.dial(keys("a"), keys("c").node_id)
+    a.connection.settimeout(15)
+    try:
+        a.read_message()
+        raise AssertionError("the proxy relayed with no upstream")
+    except (ConnectionError, OSError, ValueError):
+        pass
+    # A refused port: the reason is a sentence with the address.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused = closed.getsockname()[1]
+    closed.close()
+    proxy.stop()
+    [path] = recordings(out)
+    lines, _ = show_json(lnrr, path)
+    close = events_in(lines, "close")[-1]
+    assert close["reason"] == "handshake-failure", close
+    assert f"likely cause: {keys('c').node_id} is not the node id of the node at 127.0.0.1:{port}" in close["detail"], close
+
+    out2 = tmp_path / "rec2"
+    proxy = Proxy(lnrr, procs, keys, f"{keys('b').node_id}@127.0.0.1:{refused}", out2)
+    a = proxy.dial(keys("a"), keys("b").node_id)
+    a.connection.settimeout(15)
+    try:
+        a.read_message()
+        raise AssertionError("the proxy relayed with no upstream")
+    except (ConnectionError, OSError, ValueError):
+        pass
+    time.sleep(0.3)
+    proxy.stop()
+    [path] = recordings(out2)
+    lines, _ = show_json(lnrr, path)
+    close = events_in(lines, "close")[-1]
+    assert close["reason"] == "upstream-unreachable", close
+    assert close["detail"].startswith(f"cannot connect to 127.0.0.1:{refused}: connection refused"), close
+    assert "SingleConnectionFailure" not in close["detail"] and "errno" not in close["detail"], close
