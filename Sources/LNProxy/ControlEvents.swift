@@ -62,25 +62,25 @@ extension ProxySession {
         let sessionID = id
         switch notice {
         case .sessionStart(let nodeA, let nodeB, let transparent):
-            bus.publish("{\"event\":\"session-start\",\"session\":\(sessionID),\"node_a\":\"\(nodeA)\",\"node_b\":\"\(nodeB)\",\"transparent\":\(transparent)}")
+            bus.publish(JSONValue.object([("event", .string("session-start")), ("session", .int(sessionID)), ("node_a", .string(nodeA)),
+                                          ("node_b", .string(nodeB)), ("transparent", .bool(transparent))]).description)
         case .sessionEnd(let reason):
-            bus.publish("{\"event\":\"session-end\",\"session\":\(sessionID),\"reason\":\"\(reason.kind.rawValue)\",\"detail\":\(jsonQuoted(reason.detail))}")
+            bus.publish(JSONValue.object([("event", .string("session-end")), ("session", .int(sessionID)), ("reason", .string(reason.kind.rawValue)),
+                                          ("detail", .string(reason.detail))]).description)
         case .phase(let change):
-            bus.publish("{\"event\":\"phase\",\"session\":\(sessionID),\"change\":\"\(change)\"}")
+            bus.publish(JSONValue.object([("event", .string("phase")), ("session", .int(sessionID)), ("change", .string(change))]).description)
         case .rule(let direction, let type, let note):
-            bus.publish("{\"event\":\"rule\",\"session\":\(sessionID),\"direction\":\"\(direction.rawValue)\",\"type\":\(type),\"action\":\(jsonQuoted(note))}")
+            bus.publish(JSONValue.object([("event", .string("rule")), ("session", .int(sessionID)), ("direction", .string(direction.rawValue)),
+                                          ("type", .int(Int(type))), ("action", .string(note))]).description)
         case .message(let message, let direction, let action):
             guard let type = message.messageType, type >= 32768 || action != nil else { return }
-            var json = "{\"event\":\"\(type >= 32768 ? "custommsg" : "message")\",\"session\":\(sessionID),\"direction\":\"\(direction.rawValue)\",\"type\":\(type),\"name\":\"\(MessageCatalogue.displayName(of: type))\",\"hex\":\"\(HexString.encode(message.bytes))\""
-            if let action { json += ",\"action\":\"\(action)\"" }
-            json += "}"
-            bus.publish(json)
+            var pairs: [(String, JSONValue)] = [
+                ("event", .string(type >= 32768 ? "custommsg" : "message")), ("session", .int(sessionID)),
+                ("direction", .string(direction.rawValue)), ("type", .int(Int(type))),
+                ("name", .string(MessageCatalogue.displayName(of: type))), ("hex", .string(HexString.encode(message.bytes))),
+            ]
+            if let action { pairs.append(("action", .string(action))) }
+            bus.publish(JSONValue.object(pairs).description)
         }
     }
-}
-
-func jsonQuoted(_ s: String) -> String {
-    var out = ""
-    JSONValue.writeString(s, into: &out)
-    return out
 }

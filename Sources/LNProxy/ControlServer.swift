@@ -694,9 +694,12 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         }
         var text = ""
         if droppedEvents > 0 {
-            text += "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"event\":\"dropped\",\"count\":\(droppedEvents),\"why\":\"the subscriber did not read fast enough\"}}\n\n"
+            let dropped = JSONValue.object([("event", .string("dropped")), ("count", .int(droppedEvents)),
+                                            ("why", .string("the subscriber did not read fast enough"))])
+            text += "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":\(dropped)}\n\n"
             droppedEvents = 0
         }
+        // `event` is JSONValue text formatted once for every subscriber; only the fixed envelope is spliced here.
         text += "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":\(event)}\n\n"
         var buffer = channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)

@@ -15,7 +15,8 @@ struct CustomMessageHook: Sendable {
     /// Runs the hook off the event loop; `completion` gets the verdict and, when the hook
     /// misbehaved, why it was ignored.
     func run(peerID: String?, direction: Direction, message: [UInt8], completion: @escaping @Sendable (HookVerdict, String?) -> Void) {
-        let input = "{\"peer_id\":\(peerID.map { "\"\($0)\"" } ?? "null"),\"direction\":\"\(direction.rawValue)\",\"payload\":\"\(HexString.encode(message))\"}\n"
+        let input = JSONValue.object([("peer_id", peerID.map(JSONValue.string) ?? .null), ("direction", .string(direction.rawValue)),
+                                      ("payload", .string(HexString.encode(message)))]).description + "\n"
         let command = self.command
         let timeout = self.timeout
         DispatchQueue.global().async {

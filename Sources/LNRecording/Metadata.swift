@@ -118,16 +118,16 @@ public struct RecordingEvent: Sendable, Equatable {
 
     /// Compact JSON with `event` first and the other keys sorted, so files are deterministic.
     public var json: String {
-        var out = "{\"event\":" + jsonString(name)
+        var pairs: [(String, JSONValue)] = [("event", .string(name))]
+        pairs.reserveCapacity(fields.count + 1)
         for key in fields.keys.sorted() {
-            out += "," + jsonString(key) + ":"
             switch fields[key]! {
-            case .string(let s): out += jsonString(s)
-            case .int(let i): out += String(i)
-            case .bool(let b): out += b ? "true" : "false"
+            case .string(let s): pairs.append((key, .string(s)))
+            case .int(let i): pairs.append((key, .int(i)))
+            case .bool(let b): pairs.append((key, .bool(b)))
             }
         }
-        return out + "}"
+        return JSONValue.object(pairs).description
     }
 
     /// The event the writer adds before `close` when it could not write the recording: fields
@@ -139,27 +139,13 @@ public struct RecordingEvent: Sendable, Equatable {
     public static let recordedAToBField = "recorded_a_to_b"
     public static let recordedBToAField = "recorded_b_to_a"
 
-    /// Parses an event packet's data.
+    /// Parses an event packet's data. Foundation's JSONDecoder reads it: this is the reading side of
+    /// the same flat schema ``json`` writes (string, integer and boolean values only), decoded into
+    /// the Codable ``RecordingEventValue``.
     public init?(json data: some Collection<UInt8>) {
         guard var object = try? JSONDecoder().decode([String: RecordingEventValue].self, from: Data(data)),
               case .string(let name)? = object.removeValue(forKey: "event") else { return nil }
         self.name = name
         self.fields = object
     }
-}
-
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }

@@ -1,5 +1,7 @@
 /// A JSON value that keeps object key order and integers exactly (u64 values do not fit a Double),
-/// for decoded messages and for building messages from named fields.
+/// for decoded messages and for building messages from named fields. It is lnrr's one JSON writer:
+/// CLI `--json` lines, control-socket replies and events, hook input and recorded session events
+/// are all written through ``write(into:)`` (compact, keys in the order given, deterministic).
 public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     case null
     case bool(Bool)
@@ -25,6 +27,9 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
 
     public static func uint(_ value: UInt64) -> JSONValue { .integer(String(value)) }
     public static func int(_ value: Int64) -> JSONValue { .integer(String(value)) }
+    public static func int(_ value: Int) -> JSONValue { .integer(String(value)) }
+    /// A JSON number; non-finite values are written as `null` (JSON has no NaN or infinity).
+    public static func double(_ value: Double) -> JSONValue { .number(value) }
 
     /// The value of `key` in an object.
     public subscript(key: String) -> JSONValue? {
@@ -65,6 +70,15 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `s` as a quoted JSON string (for writers that stream a large document field by field).
+    public static func quoted(_ s: String) -> String {
+        var out = ""
+        writeString(s, into: &out)
+        return out
+    }
+
+    /// Appends `s` as a quoted JSON string: `"`, `\` and control characters escaped (`\n`, `\r`,
+    /// `\t`, else `\u00xx` lowercase), everything else as is (UTF-8, no `\u` for non-ASCII).
     public static func writeString(_ s: String, into out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LNWire
 import LNTransport
 
 /// `lnrr keys`: node key files.

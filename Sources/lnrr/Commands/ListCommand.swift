@@ -95,7 +95,7 @@ struct ListCommand: AsyncParsableCommand {
         let a = s.metadata?.nodeA.map { String($0.prefix(8)) } ?? "unknown"
         let b = s.metadata.map { String($0.nodeB.prefix(8)) } ?? "unknown"
         if json {
-            var pairs: [(String, JSONLine.Value)] = [
+            var pairs: [(String, JSONValue)] = [
                 ("file", .string(s.path)),
                 ("started", .string(s.metadata?.started ?? SessionMetadata.rfc3339(nanos: start))),
                 ("node_a", s.metadata?.nodeA.map { .string($0) } ?? .null),

@@ -229,13 +229,13 @@ final class PeerPrinter: @unchecked Sendable {
 
     /// Prints one event; `connection` (with --keep-listening) numbers the connection it belongs to.
     func print(_ event: TestPeerEvent, connection: Int? = nil) {
-        let conn: [(String, JSONLine.Value)] = connection.map { [("conn", .int($0))] } ?? []
+        let conn: [(String, JSONValue)] = connection.map { [("conn", .int($0))] } ?? []
         switch event {
         case .connected(let remote):
             Terminal.standardOutput.write(JSONLine.render(.object([("event", .string("connected")), ("node_id", .string(remote.hex))] + conn)))
         case .message(let incoming, let bytes):
             let type = bytes.count >= 2 ? Int(bytes[0]) << 8 | Int(bytes[1]) : -1
-            var pairs: [(String, JSONLine.Value)] = conn + [
+            var pairs: [(String, JSONValue)] = conn + [
                 ("dir", .string(incoming ? "in" : "out")),
                 ("type", .int(type)),
                 ("name", .string(type >= 0 ? MessageCatalogue.displayName(of: UInt16(type)) : "runt")),
@@ -249,7 +249,7 @@ final class PeerPrinter: @unchecked Sendable {
             }
             Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
         case .ended(let failure):
-            var pairs: [(String, JSONLine.Value)] = [("event", .string("end"))] + conn + [("ok", .bool(failure == nil))]
+            var pairs: [(String, JSONValue)] = [("event", .string("end"))] + conn + [("ok", .bool(failure == nil))]
             if let failure { pairs.append(("error", .string(failure))) }
             Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
         }

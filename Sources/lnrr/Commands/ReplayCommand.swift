@@ -223,7 +223,7 @@ struct ReplayCommand: AsyncParsableCommand {
                     ("name", .string(describeType(type))), ("phase_before", .string(line.phaseBefore.rawValue)),
                     ("phase", .string(line.phase.rawValue)), ("phase_changes", .array(line.phaseChanges.map { .string($0) })),
                     ("rules", .array(line.actions.map { .string($0) })),
-                ] + (line.note.map { [("note", JSONLine.Value.string($0))] } ?? []))))
+                ] + (line.note.map { [("note", JSONValue.string($0))] } ?? []))))
             } else {
                 let change = line.phaseChanges.isEmpty ? "" : "  [" + line.phaseChanges.joined(separator: ", ") + "]"
                 let actions = line.actions.isEmpty ? "" : "  " + Terminal.paint(line.actions.joined(separator: "; "), .yellow)
@@ -309,7 +309,7 @@ final class ReplayPrinter: @unchecked Sendable {
             let ok = divergences == 0 && connectionError == nil
             let verdict = connectionError != nil ? "error" : ok ? "matched" : "diverged"
             if json {
-                var pairs: [(String, JSONLine.Value)] = [("verdict", .string(verdict))]
+                var pairs: [(String, JSONValue)] = [("verdict", .string(verdict))]
                 for result in [StepOutcome.Result.sent, .matched, .reordered, .diverged, .missing, .unexpected, .dropped, .injected, .notRun] {
                     pairs.append((result.rawValue.replacingOccurrences(of: "-", with: "_"), .int(counts[result] ?? 0)))
                 }
@@ -362,12 +362,12 @@ final class ReplayPrinter: @unchecked Sendable {
         return "\(step)  \(time)  \(o.direction.rawValue)  \(name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(result)  \(o.detail ?? "")"
     }
 
-    static func bindingJSON(_ pair: IdentifierBinding.Pair) -> JSONLine.Value {
+    static func bindingJSON(_ pair: IdentifierBinding.Pair) -> JSONValue {
         .object([("kind", .string(pair.kind.rawValue)), ("recorded", .string(pair.recorded.hex)), ("live", .string(pair.live.hex))])
     }
 
     static func jsonLine(_ o: StepOutcome) -> String {
-        var pairs: [(String, JSONLine.Value)] = [
+        var pairs: [(String, JSONValue)] = [
             ("step", o.step.map { .int($0) } ?? .null), ("segment", .int(o.segment)), ("result", .string(o.result.rawValue)),
             ("dir", .string(o.direction.rawValue)),
         ]
@@ -382,28 +382,13 @@ final class ReplayPrinter: @unchecked Sendable {
         if let at = o.atStep { pairs.append(("at_step", .int(at))) }
         if !o.differences.isEmpty {
             pairs.append(("differences", .array(o.differences.map { d in
-                var fields: [(String, JSONLine.Value)] = [("field", .string(d.field)), ("recorded", d.recorded.map(JSONLine.Value.init) ?? .null),
-                                                          ("live", d.live.map(JSONLine.Value.init) ?? .null)]
+                var fields: [(String, JSONValue)] = [("field", .string(d.field)), ("recorded", d.recorded ?? .null),
+                                                          ("live", d.live ?? .null)]
                 if let offset = d.offset { fields.append(("offset", .int(offset))) }
                 return .object(fields)
             })))
         }
         if let pair = o.binding { pairs.append(("binding", bindingJSON(pair))) }
         return JSONLine.render(.object(pairs))
-    }
-}
-
-extension JSONLine.Value {
-    /// The same value for the line writer (integers too large for `Int` stay exact as `uint` or text).
-    init(_ value: JSONValue) {
-        switch value {
-        case .null: self = .null
-        case .bool(let b): self = .bool(b)
-        case .integer(let text): self = Int(text).map(JSONLine.Value.int) ?? UInt64(text).map(JSONLine.Value.uint) ?? .string(text)
-        case .number(let d): self = .double(d)
-        case .string(let s): self = .string(s)
-        case .array(let items): self = .array(items.map(JSONLine.Value.init))
-        case .object(let pairs): self = .object(pairs.map { ($0.0, JSONLine.Value($0.1)) })
-        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LNWire
 import LNRules
 
 /// `lnrr rules`: check rule files, import Core Lightning dev-disconnect files.

@@ -335,16 +335,16 @@ struct ShowPrinter {
         output += ",\"name\":\"" + (type.map(MessageCatalogue.displayName) ?? "runt") + "\",\"len\":" + String(message.bytes.count)
         output += ",\"hex\":\"" + Hex.encode(message.bytes) + "\",\"phase_before\":\"" + observation.before.rawValue
         output += "\",\"phase\":\"" + observation.after.rawValue + "\""
-        var extra: [(String, JSONLine.Value)] = []
+        var extra: [(String, JSONValue)] = []
         if let channel = observation.channel { extra.append(("channel", .string(channel.hex))) }
         if !message.comments.isEmpty { extra.append(("comments", .array(message.comments.map { .string($0) }))) }
         if !observation.changes.isEmpty { extra.append(("phase_changes", .array(observation.changes.map { .string($0.description) }))) }
         if !message.checksumOK { extra.append(("checksum_ok", .bool(false))) }
         for (key, value) in extra {
             output += ","
-            JSONLine.writeString(key, into: &output)
+            JSONValue.writeString(key, into: &output)
             output += ":"
-            JSONLine.write(value, into: &output)
+            value.write(into: &output)
         }
         if decode {
             // The decoded message goes last.
@@ -355,8 +355,8 @@ struct ShowPrinter {
     }
 
     /// One session event as `lnrr show --json` prints it.
-    static func json(_ event: RecordedEvent, offset: UInt64) -> JSONLine.Value {
-        var pairs: [(String, JSONLine.Value)] = [("event", .string(event.event.name)), ("t_ns", .uint(offset)), ("ts_ns", .uint(event.timestampNanos))]
+    static func json(_ event: RecordedEvent, offset: UInt64) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [("event", .string(event.event.name)), ("t_ns", .uint(offset)), ("ts_ns", .uint(event.timestampNanos))]
         for key in event.event.fields.keys.sorted() {
             switch event.event.fields[key]! {
             case .string(let s): pairs.append((key, .string(s)))

@@ -1,73 +1,14 @@
-/// A tiny JSON writer for one-object-per-line output: deterministic key order (as given), no
-/// Foundation round trip on hot paths.
+import LNWire
+
+/// One-object-per-line output (`--json`), written by LNWire's ``JSONValue`` (the one JSON writer):
+/// deterministic key order (as given), no Foundation round trip on hot paths. These are spelling
+/// helpers only; the values are plain `JSONValue`s.
 enum JSONLine {
-    indirect enum Value {
-        case string(String)
-        case int(Int)
-        case uint(UInt64)
-        case double(Double)
-        case bool(Bool)
-        case null
-        case array([Value])
-        case object([(String, Value)])
+    static func object(_ pairs: KeyValuePairs<String, JSONValue>) -> String {
+        JSONValue.object(pairs.map { ($0.key, $0.value) }).description
     }
 
-    static func object(_ pairs: KeyValuePairs<String, Value>) -> String {
-        var out = ""
-        write(.object(pairs.map { ($0.key, $0.value) }), into: &out)
-        return out
-    }
-
-    static func render(_ value: Value) -> String {
-        var out = ""
-        write(value, into: &out)
-        return out
-    }
-
-    static func write(_ value: Value, into out: inout String) {
-        switch value {
-        case .string(let s): writeString(s, into: &out)
-        case .int(let i): out += String(i)
-        case .uint(let u): out += String(u)
-        case .double(let d): out += d.isFinite ? String(d) : "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .null: out += "null"
-        case .array(let values):
-            out += "["
-            for (i, v) in values.enumerated() {
-                if i > 0 { out += "," }
-                write(v, into: &out)
-            }
-            out += "]"
-        case .object(let pairs):
-            out += "{"
-            for (i, (k, v)) in pairs.enumerated() {
-                if i > 0 { out += "," }
-                writeString(k, into: &out)
-                out += ":"
-                write(v, into: &out)
-            }
-            out += "}"
-        }
-    }
-
-    static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    static func render(_ value: JSONValue) -> String { value.description }
 }
 
 /// Lowercase hex of bytes, without Foundation.

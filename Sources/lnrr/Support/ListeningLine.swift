@@ -1,4 +1,5 @@
 import LNTransportNIO
+import LNWire
 import NIOCore
 
 /// The one line every long-running command that listens prints on stdout once its socket is bound,
@@ -9,7 +10,7 @@ import NIOCore
 ///
 /// `address` is `HOST:PORT`, `[HOST]:PORT` for IPv6.
 enum ListeningLine {
-    static func write(_ address: SocketAddress?, requested: String, _ extra: [(String, JSONLine.Value)] = []) {
+    static func write(_ address: SocketAddress?, requested: String, _ extra: [(String, JSONValue)] = []) {
         let text = address?.hostPortDescription ?? requested
         Terminal.standardOutput.write(JSONLine.render(.object([("event", .string("listening")), ("address", .string(text))] + extra)))
     }

@@ -59,7 +59,7 @@ enum ViewData {
     static func write(title: String, recordings: [Recording], replay: String? = nil,
                       into page: inout PageWriter) throws -> [[RecordingProblem]] {
         var out = "{\"title\":"
-        JSONLine.writeString(title, into: &out)
+        JSONValue.writeString(title, into: &out)
         out += ",\"segments\":[\n"
         var problems: [[RecordingProblem]] = []
         for (i, recording) in recordings.enumerated() {
@@ -82,7 +82,7 @@ enum ViewData {
         var count = 0
         var failure: Error?
         out += "{\"file\":"
-        JSONLine.writeString((recording.path as NSString).lastPathComponent, into: &out)
+        JSONValue.writeString((recording.path as NSString).lastPathComponent, into: &out)
         out += ",\"meta\":"
         if let metadata = recording.metadata, let data = try? JSONEncoder.sorted.encode(metadata) {
             out += String(decoding: data, as: UTF8.self)
@@ -108,7 +108,7 @@ enum ViewData {
                 case .event(let event):
                     let base = start ?? event.timestampNanos
                     if start == nil { start = base }
-                    JSONLine.write(ShowPrinter.json(event, offset: event.timestampNanos &- min(base, event.timestampNanos)), into: &out)
+                    ShowPrinter.json(event, offset: event.timestampNanos &- min(base, event.timestampNanos)).write(into: &out)
                 }
                 if out.utf8.count >= 1 << 20, failure == nil {
                     do { try page.data(out) } catch { failure = error }
@@ -120,7 +120,7 @@ enum ViewData {
         }
         if let failure { throw failure }
         out += "],\"problems\":"
-        JSONLine.write(.array(reader.problems.map { .string($0.description) }), into: &out)
+        JSONValue.array(reader.problems.map { .string($0.description) }).write(into: &out)
         out += ",\"channels\":" + bands.json + ",\"channels_not_shown\":" + String(bands.notShown.count) + "}"
         return reader.problems
     }
@@ -223,9 +223,9 @@ enum ReplayReport {
             }
         }
         var replay = "{\"side\":\"" + side.rawValue + "\",\"live\":\"" + side.other.rawValue + "\",\"match\":"
-        JSONLine.writeString(match, into: &replay)
+        JSONValue.writeString(match, into: &replay)
         replay += ",\"verdict\":"
-        JSONLine.writeString(verdict, into: &replay)
+        JSONValue.writeString(verdict, into: &replay)
         replay += ",\"first_divergence\":" + (first.map { String($0) } ?? "null") + ",\"steps\":[\n" + steps + "]}"
         let recordings = segments.map { ViewData.Recording(path: $0.path, metadata: $0.metadata) }
         let title = "lnrr replay report: " + recordings.map { ($0.path as NSString).lastPathComponent }.joined(separator: ", ")
