@@ -49,9 +49,11 @@ let package = Package(
         ),
 
         // BOLT 8 handshake, cipher states and framing as I/O-free state machines; node keys.
-        .target(name: "LNTransport", dependencies: ["CSecp256k1", "CSodium"]),
+        // The one hex codec (HexString), below both LNTransport and LNWire, which re-export it.
+        .target(name: "LNHex"),
+        .target(name: "LNTransport", dependencies: ["LNHex", "CSecp256k1", "CSodium"]),
         // Lightning messages: the catalogue generated from the BOLT CSVs, codec, phase tracking.
-        .target(name: "LNWire", dependencies: ["CSodium"]),
+        .target(name: "LNWire", dependencies: ["LNHex", "CSodium"]),
         // pcapng recordings: crash-safe writer and a reader that survives truncation.
         .target(name: "LNRecording", dependencies: ["LNWire"]),
         // Rule files (YAML), matching and actions.

@@ -1,4 +1,6 @@
 import CSodium
+/// Callers of LNTransport get the one hex codec without importing LNHex themselves.
+@_exported import LNHex
 
 /// A node's 32-byte secp256k1 secret key.
 ///
@@ -22,7 +24,7 @@ public struct NodeSecret: Sendable, Hashable, CustomStringConvertible, CustomDeb
     public init(hex: String) throws {
         let trimmed = hex.trimmingWhitespace()
         guard trimmed.count == 64 else { throw KeyError.wrongLength(trimmed.count) }
-        guard let bytes = HexCoding.decode(trimmed) else { throw KeyError.notHex }
+        guard let bytes = HexString.decode(trimmed) else { throw KeyError.notHex }
         try self.init(bytes: bytes)
     }
 
@@ -34,7 +36,7 @@ public struct NodeSecret: Sendable, Hashable, CustomStringConvertible, CustomDeb
     }
 
     /// The secret as 64 lowercase hex characters: only for writing key files.
-    public var hexForKeyFile: String { HexCoding.encode(bytes) }
+    public var hexForKeyFile: String { HexString.encode(bytes) }
 
     public var description: String { "NodeSecret(for \(nodeID.hex), redacted)" }
     public var debugDescription: String { description }
@@ -52,7 +54,7 @@ public struct NodeID: Sendable, Hashable, Codable, CustomStringConvertible, Comp
     /// A node id from its 33 bytes; fails unless they are a valid compressed point.
     public init(bytes: [UInt8]) throws {
         guard bytes.count == 33, bytes[0] == 2 || bytes[0] == 3, Crypto.parsePublicKey(bytes[...]) != nil else {
-            throw KeyError.invalidNodeID(HexCoding.encode(bytes.prefix(40)))
+            throw KeyError.invalidNodeID(HexString.encode(bytes.prefix(40)))
         }
         self.bytes = bytes
     }
@@ -60,14 +62,14 @@ public struct NodeID: Sendable, Hashable, Codable, CustomStringConvertible, Comp
     /// A node id from 66 hex characters.
     public init(hex: String) throws {
         let trimmed = hex.trimmingWhitespace()
-        guard trimmed.count == 66, let bytes = HexCoding.decode(trimmed) else {
+        guard trimmed.count == 66, let bytes = HexString.decode(trimmed) else {
             throw KeyError.invalidNodeID(redactingSecrets(String(trimmed.prefix(80))))  // never echo a pasted secret
         }
         try self.init(bytes: bytes)
     }
 
     /// 66 lowercase hex characters.
-    public var hex: String { HexCoding.encode(bytes) }
+    public var hex: String { HexString.encode(bytes) }
 
     /// The first 8 hex characters: enough to tell test nodes apart in file names and listings.
     public var shortHex: String { String(hex.prefix(8)) }
@@ -99,52 +101,6 @@ public enum KeyError: Error, Equatable, CustomStringConvertible {
         case .notHex: return "a node secret must be hex (0-9, a-f)"
         case .outOfRange: return "not a valid secp256k1 secret (zero or not below the curve order)"
         case .invalidNodeID(let text): return "'\(text)' is not a node id: expected 66 hex characters of a compressed public key (02... or 03...)"
-        }
-    }
-}
-
-/// Lowercase hex without Foundation.
-public enum HexCoding {
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    /// Lowercase hex of `bytes`.
-    public static func encode<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
-        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
-            var i = 0
-            for byte in bytes {
-                buffer[i] = digits[Int(byte >> 4)]
-                buffer[i + 1] = digits[Int(byte & 0x0f)]
-                i += 2
-            }
-            return i
-        }
-    }
-
-    /// Bytes of hex text (either case; optional `0x`; surrounding whitespace ignored), or nil.
-    public static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        var utf8 = Array(text.trimmingWhitespace().utf8)[...]
-        if utf8.count >= 2, utf8.first == 0x30, utf8.dropFirst().first == 0x78 || utf8.dropFirst().first == 0x58 {
-            utf8 = utf8.dropFirst(2)
-        }
-        guard utf8.count % 2 == 0 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(utf8.count / 2)
-        var i = utf8.startIndex
-        while i < utf8.endIndex {
-            guard let hi = nibble(utf8[i]), let lo = nibble(utf8[i + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-            i += 2
-        }
-        return out
-    }
-
-    @inline(__always)
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c &- 0x30
-        case 0x61...0x66: return c &- 0x61 &+ 10
-        case 0x41...0x46: return c &- 0x41 &+ 10
-        default: return nil
         }
     }
 }

@@ -12,15 +12,15 @@ struct AppendixAVectorTests {
     /// The sending and receiving keys of an established machine.
     func keys(_ driver: MachineDriver) -> (sk: String, sck: String, rk: String, rck: String)? {
         guard case .established(let decryptor, nil) = driver.machine.state, let encryptor = driver.machine.encryptor else { return nil }
-        return (HexCoding.encode(encryptor.state.k), HexCoding.encode(encryptor.state.ck),
-                HexCoding.encode(decryptor.state.k), HexCoding.encode(decryptor.state.ck))
+        return (HexString.encode(encryptor.state.k), HexString.encode(encryptor.state.ck),
+                HexString.encode(decryptor.state.k), HexString.encode(decryptor.state.ck))
     }
 
     /// An initiator that has sent act one, checked against the vector.
     func initiatorAfterActOne() -> MachineDriver {
         var initiator = V.initiator()
         #expect(try! NodeSecret(hex: V.initiatorLS).nodeID.hex == V.lsPub)
-        #expect(initiator.machine.start().map(HexCoding.encode) == V.actOne)
+        #expect(initiator.machine.start().map(HexString.encode) == V.actOne)
         #expect(initiator.machine.start() == nil, "act one is sent once")
         return initiator
     }
@@ -129,7 +129,7 @@ struct AppendixAVectorTests {
         for i in 0...1001 {
             let frame = try initiator.seal(hello)
             if let want = V.helloFrames[i] {
-                #expect(HexCoding.encode(frame) == want, "message \(i)")
+                #expect(HexString.encode(frame) == want, "message \(i)")
             }
             stream += frame
         }

@@ -13,7 +13,7 @@ struct MachineDriver {
 
         var description: String {
             switch self {
-            case .send(let bytes): return "send(\(HexCoding.encode(bytes)))"
+            case .send(let bytes): return "send(\(HexString.encode(bytes)))"
             case .handshakeCompleted(let id): return "handshakeCompleted(\(id.hex))"
             case .message(let bytes): return "message(\(bytes.count) B)"
             case .close(let error): return "close(\(error))"
@@ -104,7 +104,7 @@ enum Vectors {
         1001: "2ecd8c8a5629d0d02ab457a0fdd0f7b90a192cd46be5ecb6ca570bfc5e268338b1a16cf4ef2d36",
     ]
 
-    static func bytes(_ hex: String) -> [UInt8] { HexCoding.decode(hex)! }
+    static func bytes(_ hex: String) -> [UInt8] { HexString.decode(hex)! }
 
     /// The initiator of the vectors (ls 0x11.., e 0x12..), dialing the responder's node id.
     static func initiator() -> MachineDriver {

@@ -1,3 +1,6 @@
+/// Callers of LNWire get the one hex codec (HexString) without importing LNHex themselves.
+@_exported import LNHex
+
 /// A decoded field value.
 public indirect enum WireValue: Sendable, Equatable {
     /// u8..u64, tu16..tu64, bigsize.
@@ -121,46 +124,5 @@ public enum ShortChannelID {
         guard parts.count == 3, let block = UInt64(parts[0]), let tx = UInt64(parts[1]), let out = UInt64(parts[2]),
               block < 1 << 24, tx < 1 << 24, out < 1 << 16 else { return nil }
         return block << 40 | tx << 16 | out
-    }
-}
-
-/// Lowercase hex, for the codec (LNWire has no dependency that provides one).
-public enum HexString {
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    public static func encode<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
-        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
-            var i = 0
-            for byte in bytes {
-                buffer[i] = digits[Int(byte >> 4)]
-                buffer[i + 1] = digits[Int(byte & 0x0f)]
-                i += 2
-            }
-            return i
-        }
-    }
-
-    public static func decode(_ text: String) -> [UInt8]? {
-        var utf8 = Array(text.utf8)[...]
-        if utf8.starts(with: [0x30, 0x78]) { utf8 = utf8.dropFirst(2) }
-        guard utf8.count % 2 == 0 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(utf8.count / 2)
-        var i = utf8.startIndex
-        while i < utf8.endIndex {
-            guard let hi = nibble(utf8[i]), let lo = nibble(utf8[i + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-            i += 2
-        }
-        return out
-    }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x61...0x66: return c - 0x61 + 10
-        case 0x41...0x46: return c - 0x41 + 10
-        default: return nil
-        }
     }
 }

@@ -85,16 +85,7 @@ public struct ChannelID: Hashable, Sendable {
     }
 
     /// All 64 lowercase hex digits.
-    public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public var hex: String { HexString.encode(bytes) }
 
     /// The first and last four hex digits, e.g. `6a0e..12bd`: enough to tell a connection's
     /// channels apart in logs.

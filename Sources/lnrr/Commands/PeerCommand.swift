@@ -209,7 +209,7 @@ struct PeerCommand: AsyncParsableCommand {
     }
 
     private func parseHex(_ text: String, what: String, minimum: Int = 0) throws -> [UInt8] {
-        guard let bytes = Hex.decode(text) else { throw CLIError("\(what): '\(text.prefix(40))' is not hex") }
+        guard let bytes = HexString.decode(text) else { throw CLIError("\(what): '\(text.prefix(40))' is not hex") }
         guard bytes.count >= minimum else {
             throw CLIError("\(what): a message needs at least its 2-byte type")
         }
@@ -242,10 +242,10 @@ final class PeerPrinter: @unchecked Sendable {
                 ("len", .int(bytes.count)),
             ]
             if let hexLimit, bytes.count > hexLimit {
-                pairs.append(("hex", .string(Hex.encode(bytes.prefix(hexLimit)))))
-                pairs.append(("sha256", .string(Hex.encode(SHA256Digest.of(bytes)))))
+                pairs.append(("hex", .string(HexString.encode(bytes.prefix(hexLimit)))))
+                pairs.append(("sha256", .string(HexString.encode(SHA256Digest.of(bytes)))))
             } else {
-                pairs.append(("hex", .string(Hex.encode(bytes))))
+                pairs.append(("hex", .string(HexString.encode(bytes))))
             }
             Terminal.standardOutput.write(JSONLine.render(.object(pairs)))
         case .ended(let failure):

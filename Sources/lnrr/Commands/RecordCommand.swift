@@ -241,7 +241,7 @@ struct RecordCommand: AsyncParsableCommand {
         let (set, diagnostics) = RuleParser.parse(yaml: String(decoding: data, as: UTF8.self), file: path)
         for d in diagnostics { Terminal.standardError.write(d.description) }
         guard let set else { throw CLIError("\(path) has errors; see above (check it with `lnrr rules check \(path)`)") }
-        return (set, HexCoding.encode(SHA256Digest.of(Array(data))))
+        return (set, HexString.encode(SHA256Digest.of(Array(data))))
     }
 
     private func loadProxyIdentity() throws -> NodeSecret {

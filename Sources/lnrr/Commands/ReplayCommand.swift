@@ -374,7 +374,7 @@ final class ReplayPrinter: @unchecked Sendable {
         if let type = o.type {
             pairs.append(("type", .int(Int(type))))
             pairs.append(("name", .string(describeType(type))))
-            pairs.append(("hex", .string(Hex.encode(o.bytes))))
+            pairs.append(("hex", .string(HexString.encode(o.bytes))))
         }
         if let record = o.recordIndex { pairs.append(("record", .int(record))) }
         pairs.append(("t_ns", .uint(o.elapsedNanos)))

@@ -285,7 +285,7 @@ struct ShowPrinter {
                 let arrow = message.direction == .aToB ? Terminal.paint("a->b", .cyan) : Terminal.paint("b->a", .magenta)
                 let typeText = type.map { String($0) } ?? "-"
                 let indexText = "#\(message.index)"
-                var line = "\(indexText.leftPadded(5)) \(time)  \(arrow)  \(typeText.leftPadded(5)) \(name.rightPadded(26)) \(String(message.bytes.count).leftPadded(5))  \(Hex.encode(message.bytes.prefix(16)))\(message.bytes.count > 16 ? "…" : "")"
+                var line = "\(indexText.leftPadded(5)) \(time)  \(arrow)  \(typeText.leftPadded(5)) \(name.rightPadded(26)) \(String(message.bytes.count).leftPadded(5))  \(HexString.encode(message.bytes.prefix(16)))\(message.bytes.count > 16 ? "…" : "")"
                 if let summary = Self.summary(message.bytes, type: type) { line += "  " + summary }
                 // Phase changes get their own `--` lines below; the recording's copies of them in
                 // the comments would say the same thing twice.
@@ -333,7 +333,7 @@ struct ShowPrinter {
         output += "{\"i\":" + String(message.index) + ",\"t_ns\":" + String(offset) + ",\"ts_ns\":" + String(message.timestampNanos)
         output += ",\"dir\":\"" + message.direction.rawValue + "\",\"type\":" + (type.map { String($0) } ?? "null")
         output += ",\"name\":\"" + (type.map(MessageCatalogue.displayName) ?? "runt") + "\",\"len\":" + String(message.bytes.count)
-        output += ",\"hex\":\"" + Hex.encode(message.bytes) + "\",\"phase_before\":\"" + observation.before.rawValue
+        output += ",\"hex\":\"" + HexString.encode(message.bytes) + "\",\"phase_before\":\"" + observation.before.rawValue
         output += "\",\"phase\":\"" + observation.after.rawValue + "\""
         var extra: [(String, JSONValue)] = []
         if let channel = observation.channel { extra.append(("channel", .string(channel.hex))) }
