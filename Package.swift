@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "LNReplay",
             dependencies: [
-                "LNProxy", "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules",
+                "LNProxy", "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "lnrr",
             dependencies: [
-                "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNProxy", "LNReplay",
+                "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNRelay", "LNProxy", "LNReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
         .testTarget(name: "LNRulesTests", dependencies: ["LNRules", "LNWire"]),
         .testTarget(name: "LNRelayTests", dependencies: ["LNRelay", "LNRules", "LNWire", "LNRecording"]),
-        .testTarget(name: "LNReplayTests", dependencies: ["LNReplay", "LNRecording", "LNRules", "LNWire"], swiftSettings: nioGlue),
+        .testTarget(name: "LNReplayTests", dependencies: ["LNReplay", "LNRelay", "LNRecording", "LNRules", "LNWire"], swiftSettings: nioGlue),
         .testTarget(
             name: "LNTransportNIOTests",
             dependencies: [

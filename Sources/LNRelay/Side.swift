@@ -1,14 +1,18 @@
 import LNWire
 
-/// One end of a proxied session: **a** dialed the proxy, **b** is the upstream the proxy dialed.
-public enum Side: String, Sendable, Hashable, Codable {
+/// One end of a session: **a** dialed the proxy, **b** is the upstream the proxy dialed. Replay
+/// uses the same type for the recorded side lnrr plays (`--as a|b`); the live node takes ``other``.
+public enum Side: String, Sendable, Hashable, Codable, CaseIterable {
     case a, b
 
-    /// The other end.
+    /// The other end (in a replay: the side the live node takes).
     public var other: Side { self == .a ? .b : .a }
 
-    /// The direction of messages this side sends.
+    /// The direction of messages this side sends (in a replay: what lnrr sends).
     public var sending: Direction { self == .a ? .aToB : .bToA }
+
+    /// The direction of messages this side receives (in a replay: what the live node sends).
+    public var receiving: Direction { sending.reversed }
 }
 
 /// Why a session ended, as recorded in its `close` event.

@@ -1,4 +1,5 @@
 import LNRecording
+import LNRelay
 import LNRules
 import LNWire
 
@@ -25,7 +26,7 @@ public enum OfflineReplay {
     /// replacements included, duplicates twice) and what the live node would send (its own
     /// messages). Types in `ignore` are left out, as a live replay leaves them out; injections
     /// the rules make are seen by the phase tracker, as in a live replay.
-    public static func run(path: String, rules: RuleSet?, side: ReplaySide = .a,
+    public static func run(path: String, rules: RuleSet?, side: Side = .a,
                            ignore: TypeFilter = .default) throws -> (lines: [OfflineLine], segment: ReplaySegment) {
         let segment = try ReplayPlan.segment(path: path, side: side, ignore: ignore)
         // The same stage as the proxy and a live replay: injections the rules make (the way lnrr

@@ -1,17 +1,6 @@
 import LNRecording
+import LNRelay
 import LNWire
-
-/// The side of a recorded session that lnrr plays during a replay.
-public enum ReplaySide: String, Sendable, CaseIterable {
-    case a, b
-
-    /// The direction of the messages lnrr sends when playing this side.
-    public var sending: Direction { self == .a ? .aToB : .bToA }
-    /// The direction of the messages the live node sends.
-    public var receiving: Direction { sending.reversed }
-    /// The other side: the one the live node takes.
-    public var other: ReplaySide { self == .a ? .b : .a }
-}
 
 /// One thing a replay does or waits for, taken from the recording.
 public struct ReplayStep: Sendable, Equatable {
@@ -110,7 +99,7 @@ public enum ReplayPlan {
     /// and replacements included, dropped ones left out, duplicates twice) and expects what the
     /// live node *sent* (its own messages, whatever rules did to them afterwards). The `delivery:`
     /// comments and `hook` events the proxy writes (docs/recording-format.md) say which is which.
-    public static func segment(path: String, side: ReplaySide, ignore: TypeFilter) throws -> ReplaySegment {
+    public static func segment(path: String, side: Side, ignore: TypeFilter) throws -> ReplaySegment {
         let (reader, entries) = try RecordingReader.readAll(path: path)
         var messages: [RecordedMessage] = []
         var undelivered = Set<Int>()
@@ -172,7 +161,7 @@ public enum ReplayPlan {
     }
 
     /// Several recordings of the same two nodes, put in time order for one replay with reconnects.
-    public static func segments(paths: [String], side: ReplaySide, ignore: TypeFilter) throws -> [ReplaySegment] {
+    public static func segments(paths: [String], side: Side, ignore: TypeFilter) throws -> [ReplaySegment] {
         var segments = try paths.map { try segment(path: $0, side: side, ignore: ignore) }
         segments.sort { ($0.metadata?.startedNanos ?? 0) < ($1.metadata?.startedNanos ?? 0) }
         if let first = segments.first {

@@ -1,3 +1,4 @@
+import LNRelay
 import LNRules
 import LNWire
 
@@ -55,7 +56,7 @@ public enum ReplayOrder: String, Sendable, CaseIterable {
 
 /// Everything a replay is asked to do, apart from where to connect.
 public struct ReplayOptions: Sendable {
-    public var side: ReplaySide
+    public var side: Side
     public var matcher: MessageMatcher
     public var timing: ReplayTiming
     /// How long to wait for each expected message (and for an expected close).
@@ -74,7 +75,7 @@ public struct ReplayOptions: Sendable {
     /// closed is about 30 steps), narrow enough that a message from much later is not taken.
     public static let defaultOrderWindow = 64
 
-    public init(side: ReplaySide, matcher: MessageMatcher, timing: ReplayTiming, timeoutNanos: UInt64,
+    public init(side: Side, matcher: MessageMatcher, timing: ReplayTiming, timeoutNanos: UInt64,
                 ignore: TypeFilter, rules: RuleSet?, bind: Bool = true, order: ReplayOrder = .protocol,
                 orderWindow: Int = ReplayOptions.defaultOrderWindow) {
         self.side = side

@@ -1,4 +1,5 @@
 import LNRecording
+import LNRelay
 import LNWire
 
 /// What `lnrr export` writes. An enum so that other formats (an lnprototest event list) can join.
@@ -17,7 +18,7 @@ public enum TestExport {
     /// - `matcher`: the match mode and the fields `fields` mode leaves out;
     /// - `ignore`: types neither sent nor expected (pings are answered);
     /// - `command`: how the file was made, for its docstring.
-    public static func pytest(segments: [ReplaySegment], side: ReplaySide, matcher: MessageMatcher, ignore: TypeFilter,
+    public static func pytest(segments: [ReplaySegment], side: Side, matcher: MessageMatcher, ignore: TypeFilter,
                               command: String) -> String {
         var out = "\"\"\"Replay of side \(side.rawValue) of a recorded Lightning session against a live node, as a pytest.\n\n"
         for segment in segments {

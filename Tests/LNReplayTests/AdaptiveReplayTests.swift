@@ -1,5 +1,6 @@
 import Foundation
 import LNRecording
+import LNRelay
 import LNRules
 import LNWire
 import Testing
@@ -39,12 +40,12 @@ private func segment(_ steps: [ReplayStep]) -> ReplaySegment {
                   endNanos: 0, recordedMessages: steps.count)
 }
 
-private func step(_ kind: ReplayStep.Kind, _ bytes: [UInt8], playing side: ReplaySide = .b) -> ReplayStep {
+private func step(_ kind: ReplayStep.Kind, _ bytes: [UInt8], playing side: Side = .b) -> ReplayStep {
     ReplayStep(kind: kind, direction: kind == .send ? side.sending : side.receiving, bytes: bytes, recordIndex: nil,
                timestampNanos: 0, note: nil)
 }
 
-private func options(_ side: ReplaySide = .b, mode: MatchMode = .type, bind: Bool = true, order: ReplayOrder = .protocol,
+private func options(_ side: Side = .b, mode: MatchMode = .type, bind: Bool = true, order: ReplayOrder = .protocol,
                      window: Int = ReplayOptions.defaultOrderWindow) -> ReplayOptions {
     ReplayOptions(side: side, matcher: MessageMatcher(mode: mode), timing: .fast, timeoutNanos: 1_000_000_000,
                   ignore: .default, rules: nil, bind: bind, order: order, orderWindow: window)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LNRelay
 import LNReplay
 import LNWire
 
@@ -56,7 +57,7 @@ struct ExportCommand: ParsableCommand {
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give the recording to export") }
-        if ReplaySide(rawValue: side) == nil { throw ValidationError("--as must be a or b: the recorded side the test plays") }
+        if Side(rawValue: side) == nil { throw ValidationError("--as must be a or b: the recorded side the test plays") }
         if ExportFormat(rawValue: format) == nil {
             throw ValidationError("--format must be one of: " + ExportFormat.allCases.map(\.rawValue).joined(separator: ", "))
         }
@@ -64,7 +65,7 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        let side = ReplaySide(rawValue: self.side)!
+        let side = Side(rawValue: self.side)!
         let filter: TypeFilter
         do { filter = try TypeFilter.parse(ignore) } catch { throw CLIError("\(error)") }
         var ignoredFields = MessageMatcher.defaultIgnoredFields

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LNRecording
+import LNRelay
 import LNReplay
 import LNRules
 import LNTransport
@@ -130,10 +131,10 @@ struct ReplayCommand: AsyncParsableCommand {
             if connect != nil || listen != nil { throw ValidationError("--offline uses no network: leave out --connect and --listen") }
             if files.count != 1 { throw ValidationError("--offline takes one recording") }
             if report != nil { throw ValidationError("--report draws a replay against a live node; for a recording alone use lnrr view") }
-            if let side, ReplaySide(rawValue: side) == nil { throw ValidationError("--as must be a or b: the recorded side lnrr would play") }
+            if let side, Side(rawValue: side) == nil { throw ValidationError("--as must be a or b: the recorded side lnrr would play") }
             return
         }
-        guard let side, ReplaySide(rawValue: side) != nil else { throw ValidationError("--as must be a or b: the recorded side lnrr plays") }
+        guard let side, Side(rawValue: side) != nil else { throw ValidationError("--as must be a or b: the recorded side lnrr plays") }
         if (connect == nil) == (listen == nil) {
             throw ValidationError("give exactly one of --connect NODEID@HOST:PORT (dial the live node) or --listen HOST:PORT (let it dial)")
         }
@@ -149,7 +150,7 @@ struct ReplayCommand: AsyncParsableCommand {
     func run() async throws {
         let ruleSet = try rules.map { try RecordCommand.loadRules($0).rules }
         if offline { return try runOffline(ruleSet) }
-        let side = ReplaySide(rawValue: self.side!)!
+        let side = Side(rawValue: self.side!)!
         let filter: TypeFilter
         let timingMode: ReplayTiming
         do {
@@ -192,7 +193,7 @@ struct ReplayCommand: AsyncParsableCommand {
         if !verdict { throw CLIError("", code: .failure) }
     }
 
-    private func notices(for segment: ReplaySegment, side: ReplaySide, secret: NodeSecret, printer: ReplayPrinter) {
+    private func notices(for segment: ReplaySegment, side: Side, secret: NodeSecret, printer: ReplayPrinter) {
         for problem in segment.problems {
             printer.notice("\(segment.path): \(problem)")
         }
@@ -209,7 +210,7 @@ struct ReplayCommand: AsyncParsableCommand {
     private func runOffline(_ rules: RuleSet?) throws {
         let (lines, segment): ([OfflineLine], ReplaySegment)
         do {
-            (lines, segment) = try OfflineReplay.run(path: files[0], rules: rules, side: side.flatMap(ReplaySide.init(rawValue:)) ?? .a,
+            (lines, segment) = try OfflineReplay.run(path: files[0], rules: rules, side: side.flatMap(Side.init(rawValue:)) ?? .a,
                                                      ignore: try TypeFilter.parse(ignore))
         } catch { throw CLIError("\(error)") }
         for problem in segment.problems { Terminal.standardError.write("note: \(files[0]): \(problem)") }

@@ -1,5 +1,6 @@
 import Foundation
 import LNRecording
+import LNRelay
 import LNReplay
 import LNWire
 
@@ -206,7 +207,7 @@ final class ReplayOutcomes: @unchecked Sendable {
 /// `lnrr replay --report`: the view of the replayed recordings with the replay's steps beside them.
 enum ReplayReport {
     /// Writes the report page; the recordings are in the replay's segment order.
-    static func write(to output: String, segments: [ReplaySegment], side: ReplaySide, match: String,
+    static func write(to output: String, segments: [ReplaySegment], side: Side, match: String,
                       outcomes: [StepOutcome], verdict: String) throws {
         var steps = ""
         var first: Int?
