@@ -113,7 +113,7 @@ public final class ControlServer: Sendable {
                             ("sessions_in_memory", .integer(String(proxy.sessionsInMemory)))])
         case "sendcustommsg":
             let message = try Self.hexParam(params, "msg")
-            let type = UInt16(message[0]) << 8 | UInt16(message[1])
+            let type = WireMessage.type(message) ?? 0 // hexParam guarantees the 2 type bytes
             if MessageCatalogue.spec(of: type) != nil, try params.bool("force") != true { throw ControlError.refusedType(type) }
             let (session, direction) = try await target(params)
             try await session.eventLoop.submit { try session.injectFromControl(message, direction, source: "sendcustommsg") }.get()

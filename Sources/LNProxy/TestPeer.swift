@@ -76,11 +76,10 @@ public final class TestPeerHandler: ChannelInboundHandler {
         received += 1
         report(.message(incoming: true, bytes: bytes))
         armIdleTimer(context: context)
-        guard bytes.count >= 2 else {
+        guard let type = WireMessage.type(bytes) else {
             fail("received a message shorter than its 2-byte type", context: context)
             return
         }
-        let type = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         switch type {
         case WireType.initMessage:
             if !remoteInitSeen {

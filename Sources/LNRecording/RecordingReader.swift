@@ -18,7 +18,7 @@ public struct RecordedMessage: Sendable, Equatable {
     public var offset: Int
 
     /// The message type, or nil for a runt shorter than 2 bytes.
-    public var type: UInt16? { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil }
+    public var type: UInt16? { WireMessage.type(bytes) }
 }
 
 /// One recorded session event.

@@ -1,3 +1,5 @@
+import LNWire
+
 /// The bytes of one message (type + payload) as a driver holds them: a NIO `ByteBuffer` in the
 /// proxy (so relaying copies nothing), `[UInt8]` in tests. The relay core never looks inside
 /// except through `withBytes`, and makes new payloads only for messages lnrr itself sends.
@@ -22,7 +24,7 @@ extension RelayPayload {
     /// The 2-byte message type, if the message has one.
     @inlinable
     public var messageType: UInt16? {
-        withBytes { $0.count >= 2 ? UInt16($0[0]) << 8 | UInt16($0[1]) : nil }
+        withBytes { WireMessage.type($0) }
     }
 
     /// A copy of the bytes (for the hook and for events; never on the plain relay path).

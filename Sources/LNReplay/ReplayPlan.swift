@@ -26,7 +26,7 @@ public struct ReplayStep: Sendable, Equatable {
     /// Why the step is there when it is not a plain recorded message ("injected by lnrr", ...).
     public var note: String?
 
-    public var type: UInt16? { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : nil }
+    public var type: UInt16? { WireMessage.type(bytes) }
 }
 
 /// The steps of one recorded session (one connection), for one side.

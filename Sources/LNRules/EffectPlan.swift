@@ -88,7 +88,7 @@ public struct RuleStage {
     /// Observes `message` (type + payload) sent in `direction` and decides what the rules do to it.
     public mutating func process(_ message: UnsafeRawBufferPointer, direction: Direction) -> EffectPlan {
         let observation = phases.observe(message, direction: direction)
-        guard engine != nil, message.count >= 2, engine!.mayApply(to: UInt16(message[0]) << 8 | UInt16(message[1])) else {
+        guard engine != nil, let type = WireMessage.type(message), engine!.mayApply(to: type) else {
             return EffectPlan(plain: observation)
         }
         let context = MessageContext(

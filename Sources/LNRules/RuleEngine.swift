@@ -25,7 +25,7 @@ public struct MessageContext {
         self.nodeB = nodeB
     }
 
-    var type: UInt16 { bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0 }
+    var type: UInt16 { WireMessage.type(bytes) ?? 0 }
 }
 
 /// Applies a rule set to one session's messages, in order. Deterministic: the same messages and
@@ -191,7 +191,7 @@ public struct RuleEngine {
             d.annotations.append("\(label): disconnect \(kind.rawValue) (\(kind.symbol))")
         case .inject(let injection):
             let direction = injection.direction ?? c.direction
-            let note = "\(label): injected \(MessageCatalogue.displayName(of: UInt16(injection.message[0]) << 8 | UInt16(injection.message[1]))) \(direction.rawValue) \(injection.before ? "before" : "after") this message"
+            let note = "\(label): injected \(MessageCatalogue.displayName(of: WireMessage.type(injection.message) ?? 0)) \(direction.rawValue) \(injection.before ? "before" : "after") this message"
             if injection.before {
                 d.injectBefore.append(InjectedMessage(message: injection.message, direction: direction, note: note))
             } else {

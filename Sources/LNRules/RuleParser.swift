@@ -545,7 +545,7 @@ public struct RuleParser {
     /// Injecting even unknown types or real protocol messages is allowed (this is a testing tool),
     /// but the peer's reaction should not surprise anyone.
     mutating func warnIfRisky(_ message: [UInt8], node: Node) {
-        let type = UInt16(message[0]) << 8 | UInt16(message[1])
+        guard let type = WireMessage.type(message) else { return }
         switch MessageCatalogue.kind(of: type) {
         case .known:
             warning(node, "injects \(MessageCatalogue.displayName(of: type)) (type \(type)), a BOLT message: the peer will process it as real protocol")

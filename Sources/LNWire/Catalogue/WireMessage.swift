@@ -6,6 +6,18 @@ public enum WireMessage {
         message.count >= 2 ? UInt16(message[0]) << 8 | UInt16(message[1]) : nil
     }
 
+    /// The same for any byte collection (a relay buffer's bytes, a slice): the one place the 2-byte
+    /// big-endian type is read.
+    @inlinable
+    public static func type<Bytes: Collection<UInt8>>(_ message: Bytes) -> UInt16? {
+        var i = message.startIndex
+        guard i != message.endIndex else { return nil }
+        let high = message[i]
+        message.formIndex(after: &i)
+        guard i != message.endIndex else { return nil }
+        return UInt16(high) << 8 | UInt16(message[i])
+    }
+
     /// BOLT 1's answer to a `ping`: a `pong` of `num_pong_bytes` zero bytes. Nil when the ping is too
     /// short to hold `num_pong_bytes`, or asks for no answer (65532 or more).
     public static func pong(answering ping: [UInt8]) -> [UInt8]? {

@@ -11,12 +11,11 @@ public enum WireCodec {
     /// Decodes a message (2-byte type + payload). Never throws: a malformed message gives what decoded,
     /// an error saying where and why, and the rest as bytes.
     public static func decode(_ bytes: [UInt8]) -> DecodedMessage {
-        guard bytes.count >= 2 else {
+        guard let type = WireMessage.type(bytes) else {
             return DecodedMessage(type: 0, name: nil, kind: .unknownEven, fields: [],
                                   error: DecodeIssue(field: "type", offset: 0, message: "a message needs at least its 2-byte type; got \(bytes.count) bytes"),
                                   warnings: [], rest: bytes)
         }
-        let type = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         let kind = MessageCatalogue.kind(of: type)
         guard let spec = MessageCatalogue.spec(of: type) else {
             return DecodedMessage(type: type, name: nil, kind: kind, fields: [], error: nil, warnings: [], rest: Array(bytes[2...]))

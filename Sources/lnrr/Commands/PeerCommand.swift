@@ -234,7 +234,7 @@ final class PeerPrinter: @unchecked Sendable {
         case .connected(let remote):
             Terminal.standardOutput.write(JSONLine.render(.object([("event", .string("connected")), ("node_id", .string(remote.hex))] + conn)))
         case .message(let incoming, let bytes):
-            let type = bytes.count >= 2 ? Int(bytes[0]) << 8 | Int(bytes[1]) : -1
+            let type = WireMessage.type(bytes).map(Int.init) ?? -1
             var pairs: [(String, JSONValue)] = conn + [
                 ("dir", .string(incoming ? "in" : "out")),
                 ("type", .int(type)),
