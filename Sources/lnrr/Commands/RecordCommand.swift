@@ -255,33 +255,36 @@ struct RecordCommand: AsyncParsableCommand {
     }
 }
 
-/// Waits for the first of some signals, which it takes over from their default action.
+/// Delivers the given signals to async code without parking a thread: each signal's default action
+/// is turned off and a dispatch signal source on one serial queue yields its number into a bounded
+/// stream that ``wait()`` awaits. Signals that arrive with nobody waiting are kept (the newest 8).
+/// One task at a time may wait on a waiter.
+///
+/// `@unchecked Sendable`: `sources` is only kept alive (never touched after `init`); the stream is Sendable.
 final class SignalWaiter: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let received = DispatchSemaphore(value: 0)
-    private var which: Int32 = 0
+    private let sources: [DispatchSourceSignal]
+    private let received: AsyncStream<Int32>
 
     init(signals: [Int32]) {
-        for number in signals {
+        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(8))
+        let queue = DispatchQueue(label: "lnrr.signals")
+        received = stream
+        sources = signals.map { number in
             signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.which = number
-                self.received.signal()
-            }
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { continuation.yield(number) }
             source.resume()
-            sources.append(source)
+            return source
         }
     }
 
-    /// The number of the signal that arrived.
+    deinit {
+        for source in sources { source.cancel() }
+    }
+
+    /// The number of the next signal that arrives (or arrived while nobody waited).
     func wait() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                self.received.wait()
-                continuation.resume(returning: self.which)
-            }
-        }
+        var next = received.makeAsyncIterator()
+        return await next.next() ?? 0
     }
 }
