@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The self-contained HTML page of `lnrr view` and `lnrr replay --report`: the template lives in the
 /// binary (an installed lnrr needs no repository), the data is embedded as JSON, and nothing is
@@ -69,7 +74,7 @@ struct PageWriter {
     mutating func flush() throws {
         var done = 0
         while done < buffer.count {
-            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = buffer.withUnsafeBytes { systemWrite(fd, $0.baseAddress! + done, $0.count - done) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw CLIError("cannot write the page: \(String(cString: strerror(errno)))") }
             done += n
@@ -502,4 +507,15 @@ window.lnrrLoadMs = performance.now();
 </body>
 </html>
 """#
+}
+
+/// write(2), named apart from the writer's own methods; from Glibc on Linux (the platform lnrr is
+/// built and tested on) or Darwin.
+@inline(__always)
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    Glibc.write(fd, buffer, count)
+    #else
+    Darwin.write(fd, buffer, count)
+    #endif
 }
