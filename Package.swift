@@ -11,7 +11,8 @@
 //     │       └─> LNRecording
 //     └─> LNRelay (the proxy's sans-I/O session core) ─> LNRules, LNRecording, LNWire
 //
-// LNTransport, LNWire, LNRecording, LNRules and LNRelay do no I/O and do not import NIO.
+// LNTransport, LNWire, LNRecording, LNRules and LNRelay do no I/O and do not import NIO. LNHex (the one
+// hex codec) sits under both LNTransport and LNWire, which re-export it.
 import PackageDescription
 
 /// Targets that only move bytes through NIO channels keep Swift 5 mode: their state is confined to
