@@ -21,7 +21,7 @@ public struct HookQuery: Sendable {
     }
 
     /// The message type, 0 for a message too short to have one.
-    public var type: UInt16 { message.count >= 2 ? UInt16(message[0]) << 8 | UInt16(message[1]) : 0 }
+    public var type: UInt16 { WireMessage.type(message) ?? 0 }
 }
 
 /// What a hook decided about one message.
