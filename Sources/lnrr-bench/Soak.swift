@@ -228,3 +228,13 @@ private func waitForMessages(_ counter: SoakCounter, _ target: Int, seconds: Dou
     while counter.messages < target && now() < deadline { try? await Task.sleep(nanoseconds: 20_000_000) }
     return counter.messages
 }
+
+/// `lnrr-bench soak`: minutes long, so only when named (`tools/bench soak`).
+struct SoakBenchmark: Benchmark {
+    let name = "soak"
+    var runsWithAll: Bool { false }
+
+    func run(results: Results) async throws {
+        try await soakBenchmarks()
+    }
+}
