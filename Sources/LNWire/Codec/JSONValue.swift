@@ -70,13 +70,6 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// `s` as a quoted JSON string (for writers that stream a large document field by field).
-    public static func quoted(_ s: String) -> String {
-        var out = ""
-        writeString(s, into: &out)
-        return out
-    }
-
     /// Appends `s` as a quoted JSON string: `"`, `\` and control characters escaped (`\n`, `\r`,
     /// `\t`, else `\u00xx` lowercase), everything else as is (UTF-8, no `\u` for non-ASCII).
     public static func writeString(_ s: String, into out: inout String) {
