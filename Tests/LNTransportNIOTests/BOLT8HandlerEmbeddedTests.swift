@@ -20,7 +20,7 @@ enum Vectors {
     static let hello1 = bytes("72887022101f0b6753e0c7de21657d35a4cb2a1f5cde2650528bbc8f837d0f0d7ad833b1a256a1")
     static let hello = Array("hello".utf8)
 
-    static func bytes(_ hex: String) -> [UInt8] { HexCoding.decode(hex)! }
+    static func bytes(_ hex: String) -> [UInt8] { HexString.decode(hex)! }
 }
 
 /// Records what reaches the end of the pipeline, and keeps errors from reaching EmbeddedChannel.
