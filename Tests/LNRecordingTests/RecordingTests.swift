@@ -39,6 +39,29 @@ struct RecordingTests {
     func crcCheckValue() {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
         #expect(CRC32.checksum([]) == 0)
+        // Values from zlib's crc32 (Python's zlib.crc32), which pcapng readers use too.
+        #expect(CRC32.checksum(Array("The quick brown fox jumps over the lazy dog".utf8)) == 0x414F_A339)
+        #expect(CRC32.checksum((0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }) == 0x8902_161E)
+    }
+
+    @Test("CRC-32 agrees with the bit-at-a-time definition at every length and alignment")
+    func crcMatchesDefinition() {
+        func reference(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            }
+            return crc ^ 0xFFFF_FFFF
+        }
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<300).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for offset in 0..<8 {
+            for length in 0...(data.count - offset) where length < 70 || length % 37 == 0 {
+                let slice = data[offset..<(offset + length)]
+                #expect(slice.withUnsafeBytes { CRC32.checksum($0) } == reference(slice), "offset \(offset), length \(length)")
+            }
+        }
     }
 
     @Test("what is written reads back: messages, directions, comments, events, metadata; file is owner-only", arguments: SyncMode.allCases)
