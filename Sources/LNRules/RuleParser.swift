@@ -81,7 +81,7 @@ public struct RuleParser {
             switch key.string {
             case "rules": rulesNode = value
             case "seed":
-                if let seed = value.int, seed >= 0 { set.seed = UInt64(seed) } else { error(value, "seed must be a non-negative integer") }
+                if let seed = value.wholeNumber, seed >= 0 { set.seed = UInt64(seed) } else { error(value, "seed must be a non-negative integer") }
             default:
                 error(key, "unknown key '\(key.string ?? "")'" + Self.suggest(key.string ?? "", from: ["rules", "seed"]))
             }
@@ -211,7 +211,7 @@ public struct RuleParser {
                 guard let from = parsePhase(value, text: parts[0]), let to = parsePhase(value, text: parts[1]) else { ok = false; continue }
                 match.phaseChange = (from, to)
             case "nth", "every", "count":
-                guard let n = value.int, n >= 1 else { error(value, "\(k) must be a whole number of at least 1"); ok = false; continue }
+                guard let n = value.wholeNumber, n >= 1 else { error(value, "\(k) must be a whole number of at least 1"); ok = false; continue }
                 if k == "nth" { match.nth = n } else if k == "every" { match.every = n } else { match.count = n }
             case "after":
                 guard let text = value.string else { error(value, "after must name a rule"); ok = false; continue }
@@ -392,7 +392,7 @@ public struct RuleParser {
         case "forward", "drop", "duplicate":
             return k == "forward" ? .forward : k == "drop" ? .drop : .duplicate
         case "delay":
-            guard let ms = value.int, ms >= 0 else { error(value, "delay is a number of milliseconds"); return nil }
+            guard let ms = value.wholeNumber, ms >= 0 else { error(value, "delay is a number of milliseconds"); return nil }
             return .delay(milliseconds: ms)
         case "mark":
             return .mark(value.string ?? "")
@@ -402,7 +402,7 @@ public struct RuleParser {
             return parseLatency(value)
         case "bandwidth", "slow-close", "timeout", "limit-data":
             let unit = k == "bandwidth" ? "bytes per second" : k == "limit-data" ? "bytes" : "milliseconds"
-            guard let n = value.int, n >= (k == "bandwidth" || k == "limit-data" ? 1 : 0) else {
+            guard let n = value.wholeNumber, n >= (k == "bandwidth" || k == "limit-data" ? 1 : 0) else {
                 error(value, "\(k) is a number of \(unit)\(k == "bandwidth" || k == "limit-data" ? " (at least 1)" : ""), e.g. `{\(k): 1000}`")
                 return nil
             }
@@ -419,7 +419,7 @@ public struct RuleParser {
                 error(key, "unknown key '\(key.string ?? "")' in slicer" + Self.suggest(key.string ?? "", from: keys))
                 return nil
             }
-            guard let size = value["size"]?.int, size >= 1 else { error(value["size"] ?? value, "slicer size is a number of bytes, at least 1"); return nil }
+            guard let size = value["size"]?.wholeNumber, size >= 1 else { error(value["size"] ?? value, "slicer size is a number of bytes, at least 1"); return nil }
             let gap = value["gap"].map { Double($0.string ?? "") } ?? 0
             guard let gap, gap >= 0, gap <= 60_000 else { error(value["gap"] ?? value, "slicer gap is milliseconds between segments (0-60000; fractions allowed)"); return nil }
             return .fault(.slicer(bytes: size, gapMicroseconds: Int((gap * 1000).rounded())))
@@ -601,5 +601,33 @@ public enum RuleFileError: Error, CustomStringConvertible {
         switch self {
         case .unreadable(let path, let why): return "cannot read rule file \(path): \(why)"
         }
+    }
+}
+
+extension Node {
+    /// A whole number written as a plain scalar: decimal with an optional sign, `_` between digits
+    /// allowed (`1_000_000`), or hexadecimal after `0x`; nil for anything else, including a number
+    /// too large for `Int`.
+    ///
+    /// Read here rather than through Yams' `Node.int`, which also accepts YAML 1.1's base-60 form
+    /// (`1:30:00`) and traps when such a value overflows (`seed: 1:2:3:4:5:6:7:8:9:10:11:12:13`
+    /// took `rules check` down; found by the `rules` fuzzer).
+    var wholeNumber: Int? {
+        guard case .scalar(let scalar) = self else { return nil }
+        var text = Substring(scalar.string)
+        var negative = false
+        if let sign = text.first, sign == "-" || sign == "+" {
+            negative = sign == "-"
+            text = text.dropFirst()
+        }
+        var radix = 10
+        if text.hasPrefix("0x") || text.hasPrefix("0X") {
+            radix = 16
+            text = text.dropFirst(2)
+        }
+        // Underscores only between digits, as YAML writes them.
+        guard !text.isEmpty, text.first != "_", text.last != "_", !text.contains("__") else { return nil }
+        guard let magnitude = Int(text.filter { $0 != "_" }, radix: radix) else { return nil }
+        return negative ? -magnitude : magnitude
     }
 }

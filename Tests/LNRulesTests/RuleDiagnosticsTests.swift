@@ -33,6 +33,23 @@ struct RuleDiagnosticsTests {
         #expect(set != nil, "\(lines)")
     }
 
+    @Test("a base-60 or oversized number is an error, not a crash; underscores and hex are whole numbers")
+    func numbersThatOverflow() {
+        // Yams' own integer reading traps on these (found by the rules fuzzer).
+        for number in ["1:2:3:4:5:6:7:8:9:10:11:12:13", "9999999999999999:59:59", "99999999999999999999", "-9223372036854775807:59"] {
+            var (set, lines) = diagnose("seed: \(number)\nrules: []\n")
+            #expect(set == nil && lines.contains { $0.hasPrefix("t.yaml:1:7: error:") && $0.contains("seed must be") }, "\(lines)")
+            (set, lines) = diagnose("rules:\n  - match: {nth: \(number)}\n    action: {delay: \(number)}\n")
+            #expect(set == nil && lines.contains { $0.contains("nth must be a whole number") }, "\(lines)")
+            #expect(lines.contains { $0.contains("delay is a number of milliseconds") }, "\(lines)")
+        }
+        let (set, lines) = diagnose("seed: 0x2a\nrules:\n  - match: {nth: 1_000}\n    action: {bandwidth: 1_000_000}\n")
+        #expect(set?.seed == 42, "\(lines)")
+        #expect(lines.isEmpty, "\(lines)")
+        #expect(diagnose("seed: 1__0\nrules: []\n").0 == nil)
+        #expect(diagnose("seed: _1\nrules: []\n").0 == nil)
+    }
+
     @Test("duplicate rule names are errors that point at both rules")
     func duplicateNames() {
         var (set, lines) = diagnose("""
