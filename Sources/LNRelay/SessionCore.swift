@@ -467,12 +467,13 @@ public struct SessionCore<Payload: RelayPayload> {
     /// The same as `handle(.received(message, from: side), ...)`, for drivers that want to pass the
     /// message without wrapping it (the per-message path).
     public mutating func received(_ message: Payload, from side: Side, now: UInt64, into actions: inout [SessionAction<Payload>]) {
-        relay(message, from: side, now: now, &actions)
-        updateReading(&actions)
+        if relay(message, from: side, now: now, &actions) { updateReading(&actions) }
     }
 
-    private mutating func relay(_ message: Payload, from side: Side, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
-        if closeReason != nil { return }
+    /// Relays one message; false when it took the fast path, which changes no queue, so whether each
+    /// side may be read stays as it was.
+    private mutating func relay(_ message: Payload, from side: Side, now: UInt64, _ actions: inout [SessionAction<Payload>]) -> Bool {
+        if closeReason != nil { return true }
         let direction = side.sending
         if direction == .aToB { messagesAToB += 1 } else { messagesBToA += 1 }
         let type = message.messageType ?? 0
@@ -484,7 +485,7 @@ public struct SessionCore<Payload: RelayPayload> {
                 let comments = phaseComments(observation) + ["not delivered: the connection is \(kind.rawValue) by a rule", DeliveryNote.none.comment]
                 recordMessage(message, direction, now: now, comments: comments, batched: true, &actions)
             }
-            return
+            return true
         }
         let plan = message.withBytes { stage.process($0, direction: direction) }
         if plan.isPlain {
@@ -508,14 +509,15 @@ public struct SessionCore<Payload: RelayPayload> {
                 // The common case: nothing waits in this direction, so the message goes at once
                 // (a `limit-data` fault sends it through the queue, which counts the bytes).
                 actions.append(.deliverReceived(to: side.other))
-                return
+                return false
             } else {
                 enqueue(.message(message), message.byteCount, direction)
             }
             pump(direction, now: now, &actions)
-            return
+            return true
         }
         apply(plan, to: message, direction: direction, type: type, now: now, &actions)
+        return true
     }
 
     /// Carries out a plan whose rules fired: records, publishes and queues its steps in order.
