@@ -382,3 +382,39 @@ rules:
 """)
     r = run(lnrr, "rules", "check", good, check=False)
     assert r.returncode == 0 and "1 rule, OK" in r.stdout + r.stderr, r
+
+
+def test_reset_at_connect_toward_b_once_b_accepted(lnrr, keys, procs, tmp_path):
+    keys("b")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    upstream = type("U", (), {"address": f"{keys('b').node_id}@127.0.0.1:{server.getsockname()[1]}"})()
+    proxy, _ = start(lnrr, keys, procs, tmp_path, """
+rules:
+  - {name: rst-b, match: {at: connect, dir: a2b}, action: reset}
+""", upstream)
+    a = proxy.dial(keys("a"), keys("b").node_id)        # a's handshake with lnrr completes
+    server.settimeout(10)
+    b, _ = server.accept()
+    b.settimeout(10)
+    got = b""
+    try:
+        while d := b.recv(65536):
+            got += d
+        raise AssertionError(f"b saw a FIN after {len(got)} bytes, not an RST")
+    except ConnectionResetError:
+        pass
+    assert len(got) in (0, 50), got                       # act one may have left before the RST
+    a.connection.settimeout(10)
+    try:
+        while a.connection.recv(65536):
+            pass
+        raise AssertionError("a saw a FIN, not an RST")
+    except ConnectionResetError:
+        pass
+    proxy.stop()
+    [path] = recordings(tmp_path / "rec")
+    lines, _ = show_json(lnrr, path)
+    [fault] = events_in(lines, "fault")
+    assert fault["fault"] == "reset" and fault["direction"] == "a->b" and fault["at"] == "connect"
