@@ -199,7 +199,8 @@ public final class ControlServer: Sendable {
             let extra = Set(proxy.extraRules.withLockedValue { $0.map(\.name) })
             return .object([("rules", .array(proxy.allRules().rules.map { rule in
                 .object([("name", .string(rule.name)), ("source", .string(extra.contains(rule.name) ? "control" : file ?? "file")),
-                         ("action", .string(rule.actions.map(Self.describe).joined(separator: ", ")))])
+                         ("action", .string(rule.actions.map(Self.describe).joined(separator: ", ")))]
+                        + (rule.match.atConnect ? [("at", .string("connect"))] : []))
             }))])
         default:
             throw RPCFailure(.methodNotFound, "method not found: \(method)")

@@ -334,6 +334,7 @@ def test_addfault_at_connect_acts_on_new_connections_only(lnrr, keys, procs, tmp
         raise AssertionError("at=start was taken")
     except RpcError as e:
         assert e.error["code"] == -32602 and '"connect"' in e.error["message"], e.error
+    assert [r.get("at") for r in rpc.call("listrules")["rules"] if r["name"] == "c"] == ["connect"]
     time.sleep(0.5)
     second, second_seg = raw_a(proxy, keys("a"), keys("b").node_id)
     assert second_seg.reads[:8] == [7] * 7 + [1], second_seg.reads
