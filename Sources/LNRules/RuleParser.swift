@@ -465,7 +465,7 @@ public struct RuleParser {
             guard let gap, gap >= 0, gap <= 60_000 else { error(value["gap"] ?? value, "slicer gap is milliseconds between segments (0-60000; fractions allowed)"); return nil }
             var variation = 0
             if let node = value["variation"] {
-                guard let v = node.int, v >= 0 else {
+                guard let v = node.wholeNumber, v >= 0 else {
                     error(node, "slicer variation is a number of bytes, 0 or more: each segment is size ± variation bytes"); return nil
                 }
                 guard v < size else {
