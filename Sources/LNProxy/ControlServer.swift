@@ -65,7 +65,7 @@ public final class ControlServer: Sendable {
         "disconnect": ["id", "force", "session", "node_id"],
         "addrule": ["rule", "yaml"],
         "delrule": ["name"],
-        "addfault": ["fault", "direction", "name"],
+        "addfault": ["fault", "direction", "name", "at"],
         "delfault": ["name"],
         "listrules": [],
         "subscribe": ["count", "timeout"],
@@ -152,16 +152,26 @@ public final class ControlServer: Sendable {
         case "addfault":
             // A fault is a rule (docs/rules.md, "Faults"): one scoped by direction alone, from the next
             // message that way on every session. Connection faults fire once per session (`count: 1`);
-            // `latency` delays every message.
+            // `latency` delays every message. With `at: connect` it is an `at: connect` rule: every new
+            // connection has it from its first byte (sessions already up are not touched).
             guard let fault = try params.string("fault"), !fault.isEmpty else {
                 throw RPCFailure(.invalidParams, "addfault needs `fault`: a fault action as YAML or JSON text, e.g. {\"bandwidth\": 100000} or reset")
             }
             guard let dirText = try params.string("direction"), let direction = Direction(parsing: dirText) else {
                 throw RPCFailure(.invalidParams, "addfault needs `direction`: \(Direction.acceptedForms), the way toward the side the fault acts on")
             }
+            var atConnect = false
+            if let at = try params.string("at") {
+                guard at == "connect" else {
+                    throw RPCFailure(.invalidParams, "`at` is \"connect\" (the fault acts on every new connection from its first byte, "
+                                     + "handshake included); leave it out to act from the next message")
+                }
+                atConnect = true
+            }
             let isLatency = fault.contains("latency")
             let name = try params.string("name") ?? "fault-\(direction == .aToB ? "a2b" : "b2a")-\(proxy.allRules().rules.count + 1)"
-            let yaml = "name: \"\(name)\"\nmatch: {dir: \(direction == .aToB ? "a2b" : "b2a")\(isLatency ? "" : ", count: 1")}\naction: \(fault)"
+            let condition = atConnect ? "at: connect" : isLatency ? "" : ", count: 1"
+            let yaml = "name: \"\(name)\"\nmatch: {dir: \(direction == .aToB ? "a2b" : "b2a")\(atConnect ? ", " : "")\(condition)}\naction: \(fault)"
             let (set, diagnostics) = RuleParser.parse(yaml: "rules:\n  - " + yaml.replacingOccurrences(of: "\n", with: "\n    "), file: "addfault")
             guard let rule = set?.rules.first else {
                 throw RPCFailure(.invalidParams, diagnostics.map(\.description).joined(separator: "; "))
@@ -189,7 +199,8 @@ public final class ControlServer: Sendable {
             let extra = Set(proxy.extraRules.withLockedValue { $0.map(\.name) })
             return .object([("rules", .array(proxy.allRules().rules.map { rule in
                 .object([("name", .string(rule.name)), ("source", .string(extra.contains(rule.name) ? "control" : file ?? "file")),
-                         ("action", .string(rule.actions.map(Self.describe).joined(separator: ", ")))])
+                         ("action", .string(rule.actions.map(Self.describe).joined(separator: ", ")))]
+                        + (rule.match.atConnect ? [("at", .string("connect"))] : []))
             }))])
         default:
             throw RPCFailure(.methodNotFound, "method not found: \(method)")

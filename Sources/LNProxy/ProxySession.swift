@@ -257,8 +257,10 @@ public final class ProxySession: @unchecked Sendable {
             handler(side)?.close()
         case .reset(let side):
             handler(side)?.reset()
-        case .shape(let side, let fault):
-            handler(side)?.shape(fault)
+        case .shape(let side, let shaping):
+            handler(side)?.shape(shaping)
+        case .limitBytes(let side, let bytes):
+            handler(side)?.limitBytes(bytes)
         case .log(let level, let message):
             switch level {
             case .debug: logger.debug("\(message)")

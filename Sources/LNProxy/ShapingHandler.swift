@@ -9,6 +9,12 @@ import NIOCore
 /// that no more than the given bytes per second leave. Each segment is written and flushed on its
 /// own, so with TCP_NODELAY (set on both of lnrr's sockets) it leaves as its own TCP segment.
 ///
+/// A `limit-data` fault at connect sets a byte budget here too: every byte counts, handshake acts
+/// included, and the write that crosses it is cut where it ends.
+///
+/// With nothing to shape (a `delfault` took the last shaping fault away) bytes that wait go at
+/// once, in order, and later writes pass straight through.
+///
 /// Bounded: above `highWater` bytes waiting it reports itself full, and the session stops reading
 /// the side that feeds it, as it does for a slow socket.
 final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
@@ -24,7 +30,16 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
 
     private var bytesPerSecond: Int?
     private var segment: Int?
+    /// A slicer's `variation`: each segment is `segment` ± this, drawn from `random`.
+    private var variation = 0
+    private var random = SplitMix64(seed: 0)
+    private var slicer: Fault?
     private var gapNanos: Int64 = 0
+    /// Bytes that may still be written (a `limit-data` fault at connect); nil: no limit.
+    private var budget: Int?
+    private var onLimitReached: (() -> Void)?
+    /// The budget is spent: nothing more is written.
+    private var cut = false
     private var pending = CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)>()
     private var pendingBytes = 0
     private var scheduled: Scheduled<Void>?
@@ -39,16 +54,40 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
         self.onFullChanged = onFullChanged
     }
 
-    /// Applies one fault; a later one of the same kind replaces the earlier.
-    func apply(_ fault: Fault) {
-        switch fault {
-        case .bandwidth(let rate): bytesPerSecond = max(1, rate)
-        case .slicer(let bytes, let gap):
-            segment = max(1, bytes)
-            gapNanos = Int64(gap) * 1000
-        default: break
+    /// Shapes from now on as `shaping` says; bytes already waiting follow the new pace (all at
+    /// once when there is nothing left to shape), in order.
+    func set(_ shaping: Shaping) {
+        bytesPerSecond = shaping.bytesPerSecond.map { max(1, $0) }
+        if shaping.slicer != slicer {
+            slicer = shaping.slicer
+            // A new slicer draws its sizes from the seed again: the same rules, the same cuts.
+            random = SplitMix64(seed: shaping.seed)
         }
+        if case .slicer(let bytes, let gap, let spread) = shaping.slicer {
+            segment = max(1, bytes)
+            variation = max(0, min(spread, bytes - 1))
+            gapNanos = Int64(gap) * 1000
+        } else {
+            segment = nil
+            variation = 0
+            gapNanos = 0
+        }
+        guard let context else { return }
+        // The wait computed under the old shaping no longer holds.
+        scheduled?.cancel()
+        scheduled = nil
+        nextSend = .now()
+        drain(context)
     }
+
+    /// At most `bytes` more bytes go out; `reached` is called (on a later event-loop turn) once
+    /// they have, and what is written after is discarded.
+    func limit(_ bytes: Int, reached: @escaping () -> Void) {
+        budget = max(0, bytes)
+        onLimitReached = reached
+    }
+
+    private var isShaping: Bool { bytesPerSecond != nil || segment != nil || budget != nil }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -63,6 +102,14 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if cut {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
+        if !isShaping && pending.isEmpty {
+            context.write(data, promise: promise)
+            return
+        }
         let buffer = unwrapOutboundIn(data)
         pending.append((buffer, promise))
         pendingBytes += buffer.readableBytes
@@ -98,10 +145,31 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
             }
             var (buffer, promise) = pending.removeFirst()
             var size = buffer.readableBytes
-            if let segment { size = min(size, segment) }
+            if let segment {
+                let drawn = variation == 0 ? segment
+                    : segment - variation + Int(random.next() % UInt64(2 * variation + 1))
+                size = min(size, drawn)
+            }
             if let rate = bytesPerSecond { size = min(size, max(1, rate / Self.quantaPerSecond)) }
+            var limitReached = false
+            if let budget {
+                if size >= budget {
+                    size = budget
+                    limitReached = true
+                }
+                self.budget = budget - size
+            }
             let piece = buffer.readSlice(length: size)!
             pendingBytes -= size
+            if limitReached {
+                // The budget ends here (perhaps inside an act or a frame header): these bytes are
+                // the last; the session is told, and closes the connection.
+                context.write(wrapOutboundOut(piece), promise: nil)
+                context.flush()
+                promise?.fail(ChannelError.outputClosed)
+                cutOff(context)
+                return
+            }
             if buffer.readableBytes > 0 {
                 pending.prepend((buffer, promise))
                 context.write(wrapOutboundOut(piece), promise: nil)
@@ -119,6 +187,23 @@ final class ShapingHandler: ChannelOutboundHandler, RemovableChannelHandler {
         if let (mode, promise) = closeRequested {
             closeRequested = nil
             context.close(mode: mode, promise: promise)
+        }
+    }
+
+    /// The byte budget is spent: what waits is discarded, and the session hears of it once this
+    /// call stack has unwound (it closes the channel, which comes back through this handler).
+    private func cutOff(_ context: ChannelHandlerContext) {
+        cut = true
+        while let (_, promise) = pending.popFirst() { promise?.fail(ChannelError.outputClosed) }
+        pendingBytes = 0
+        updateFull()
+        if let (mode, promise) = closeRequested {
+            closeRequested = nil
+            context.close(mode: mode, promise: promise)
+        }
+        if let reached = onLimitReached {
+            onLimitReached = nil
+            context.eventLoop.execute { reached() }
         }
     }
 

@@ -26,6 +26,8 @@ final class SideHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var readPending = false
     private var readingAllowed = true
+    /// A `reset` asked for before the upstream connection was up.
+    private var resetWhenActive = false
 
     init(side: Side, session: ProxySession) {
         self.side = side
@@ -64,6 +66,14 @@ final class SideHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         session.failed(side: side, error: error)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        if resetWhenActive {
+            resetWhenActive = false
+            reset()
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -114,6 +124,11 @@ final class SideHandler: ChannelDuplexHandler {
     func reset() {
         guard let context else { return }
         let channel = context.channel
+        // A `reset` at connect toward b comes before the dial is up: it acts once b accepted.
+        guard channel.isActive || side == .a else {
+            resetWhenActive = true
+            return
+        }
         if let provider = channel as? SocketOptionProvider {
             provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
         } else {
@@ -122,23 +137,36 @@ final class SideHandler: ChannelDuplexHandler {
     }
 
     /// Installs (or retunes) the shaping handler between the BOLT 8 handler and the socket, so that
-    /// it splits and paces encrypted bytes (BOLT8Handler itself is not touched).
-    func shape(_ fault: Fault) {
-        guard let context else { return }
-        if shaper == nil {
-            let handler = ShapingHandler { [weak self] in
-                guard let self, let context = self.context else { return }
-                self.channelWritabilityChanged(context: context)
-            }
-            do {
-                try context.channel.pipeline.syncOperations.addHandler(handler, position: .first)
-            } catch {
-                session.failed(side: side, error: error)
-                return
-            }
-            shaper = handler
+    /// it splits and paces encrypted bytes (BOLT8Handler itself is not touched). `Shaping.isNone`
+    /// sends what waits at once, in order, and lets later writes through unshaped.
+    func shape(_ shaping: Shaping) {
+        installShaper()?.set(shaping)
+    }
+
+    /// A `limit-data` fault at connect: at most `bytes` more bytes go to this side's socket,
+    /// handshake acts included; then the session hears `byteLimitReached`.
+    func limitBytes(_ bytes: Int) {
+        installShaper()?.limit(bytes) { [weak self] in
+            guard let self else { return }
+            self.session.feed(.byteLimitReached(self.side))
         }
-        shaper?.apply(fault)
+    }
+
+    private func installShaper() -> ShapingHandler? {
+        guard let context else { return nil }
+        if let shaper { return shaper }
+        let handler = ShapingHandler { [weak self] in
+            guard let self, let context = self.context else { return }
+            self.channelWritabilityChanged(context: context)
+        }
+        do {
+            try context.channel.pipeline.syncOperations.addHandler(handler, position: .first)
+        } catch {
+            session.failed(side: side, error: error)
+            return nil
+        }
+        shaper = handler
+        return handler
     }
 
     /// The remote address of this side's socket, for events and logs.

@@ -104,6 +104,9 @@ public enum SessionEvent<Payload: RelayPayload> {
     case upstreamUnreachable(String)
     /// A side's channel is gone.
     case closed(Side)
+    /// The byte budget of a `limit-data` fault at connect (`limitBytes`) toward a side is spent:
+    /// its last bytes are written, the connection ends.
+    case byteLimitReached(Side)
     /// lnrr is shutting down.
     case shutdown
 }
@@ -153,9 +156,14 @@ public enum SessionAction<Payload: RelayPayload> {
     case close(Side)
     /// Close a side's socket with a TCP RST (SO_LINGER 0), not a FIN (a `reset` fault).
     case reset(Side)
-    /// Shape what is written to a side's socket from now on (a `bandwidth` or `slicer` fault): the
-    /// driver splits and paces the encrypted bytes, below the BOLT 8 handler.
-    case shape(Side, Fault)
+    /// Shape what is written to a side's socket from now on, as the `bandwidth` and `slicer` faults
+    /// in effect toward it add up to (`Shaping.isNone`: back to unshaped, queued bytes first, in
+    /// order): the driver splits and paces the encrypted bytes, below the BOLT 8 handler.
+    case shape(Side, Shaping)
+    /// Write at most this many more bytes to a side's socket, handshake acts included (a
+    /// `limit-data` fault at connect): the write that crosses the budget is cut there, nothing
+    /// after it goes, and the driver feeds `byteLimitReached`.
+    case limitBytes(Side, Int)
     case log(SessionLogLevel, String)
     /// Both sides are gone: close the recording, forget the session.
     case finished(CloseReason)
@@ -197,8 +205,8 @@ public struct SessionCore<Payload: RelayPayload> {
         case hook(HeldHook)
         /// The connection ends or is wedged here (a rule's `disconnect`).
         case end(DisconnectKind)
-        /// A fault takes effect here.
-        case fault(Fault)
+        /// A fault (of the named rule) takes effect here.
+        case fault(Fault, rule: String)
     }
 
     struct HeldHook {
@@ -270,6 +278,17 @@ public struct SessionCore<Payload: RelayPayload> {
     private var slowCloseNanos: UInt64 = 0
     /// A `timeout` fault's timer is set.
     private var timeoutArmed = false
+    /// The `bandwidth` and `slicer` faults in effect toward each side, in the order they took
+    /// effect, with their rules: what a side's `Shaping` is made of, and what is undone when a
+    /// rule is no longer in force.
+    private var shapingTowardA: [(rule: String, fault: Fault)] = []
+    private var shapingTowardB: [(rule: String, fault: Fault)] = []
+    /// `fault` events of faults that took effect at connect, before the recording existed (it
+    /// opens after a's act three): written, with their own times, once it opens. At most one per
+    /// connect fault and side.
+    private var eventsBeforeRecording: [(RecordingEvent, atNanos: UInt64)] = []
+    /// A `limit-data` fault at connect: the bytes allowed toward each side, for the close reason.
+    private var connectLimits: [Side: Int] = [:]
 
     /// A session whose a has just connected, at monotonic time `now`.
     public init(settings: SessionSettings, rules: RuleSet?, rulesFile: String?, rulesSHA256: String?, now: UInt64) {
@@ -380,6 +399,7 @@ public struct SessionCore<Payload: RelayPayload> {
                 if let sha256 { fields["sha256"] = .string(sha256) }
                 recordEvent(.rulesReloaded, fields, now: now, &actions)
             }
+            if closeReason == nil { undoShaping(inForce: Set(rules?.rules.map(\.name) ?? []), now: now, &actions) }
         case .recorderBackpressure(let behind):
             guard behind != recorderBehind else { break }
             recorderBehind = behind
@@ -410,6 +430,10 @@ public struct SessionCore<Payload: RelayPayload> {
             finishIfDone(&actions)
         case .shutdown:
             end(CloseReason(side: nil, kind: .shutdown, detail: "lnrr is shutting down"), now: now, &actions)
+        case .byteLimitReached(let side):
+            let bytes = connectLimits[side].map { "\($0) bytes" } ?? "the byte limit"
+            end(CloseReason(side: nil, kind: .disconnected,
+                            detail: "fault limit-data at connect: \(bytes) toward \(side) were written, handshake included"), now: now, &actions)
         }
         updateReading(&actions)
     }
@@ -425,6 +449,14 @@ public struct SessionCore<Payload: RelayPayload> {
         channels.insert(side)
         if side == .a { aAddress = address }
         actions.append(.wake(.handshake, atNanos: now + settings.handshakeTimeoutNanos))
+        // `at: connect` faults: in place before lnrr writes its first byte to this side (act two
+        // toward a, act one toward b).
+        guard let rules = stage.engine?.rules else { return }
+        let direction: Direction = side == .a ? .bToA : .aToB
+        for (rule, fault) in rules.connectFaults(direction) {
+            applyFault(fault, rule: rule, direction, atConnect: true, now: now, &actions)
+            if closeReason != nil { return }
+        }
     }
 
     private mutating func aAuthenticated(_ remote: String, keyHeld: Bool, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
@@ -536,8 +568,8 @@ public struct SessionCore<Payload: RelayPayload> {
                 self.injected(injected.message, injected.direction,
                               notes: injected.note.map { [$0] } ?? effects.annotations.filter { $0.contains("injected") }, now: now, &actions)
                 injectedTo.insert(injected.direction)
-            case .fault(let fault):
-                enqueue(.fault(fault), 0, direction)
+            case .fault(let fault, let rule):
+                enqueue(.fault(fault, rule: rule), 0, direction)
             case .delay(let ms):
                 enqueue(.wait(untilNanos: now + UInt64(ms) * 1_000_000), 0, direction)
             case .deliver(let delivery, let copies):
@@ -651,9 +683,9 @@ public struct SessionCore<Payload: RelayPayload> {
                 }
                 _ = popHead(direction)
                 actions.append(.deliver(message, to: direction.receiver))
-            case .fault(let fault):
+            case .fault(let fault, let rule):
                 _ = popHead(direction)
-                applyFault(fault, direction, now: now, &actions)
+                applyFault(fault, rule: rule, direction, atConnect: false, now: now, &actions)
                 if closeReason != nil { return }
                 if case .halted = lifecycle { return }
             case .wait(let until):
@@ -695,18 +727,36 @@ public struct SessionCore<Payload: RelayPayload> {
         return true
     }
 
-    /// A fault's turn has come in its direction's queue: it takes effect, and the recording says so.
-    private mutating func applyFault(_ fault: Fault, _ direction: Direction, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
-        recordEvent(.fault, ["fault": .string(fault.name), "direction": .string(direction.rawValue),
-                             "detail": .string(fault.description)], now: now, &actions)
-        actions.append(.log(.info, "fault \(fault.description) toward \(direction.receiver)"))
+    /// A fault's turn has come in its direction's queue, or a connection starts (`atConnect`): it
+    /// takes effect, and the recording says so.
+    private mutating func applyFault(_ fault: Fault, rule: String, _ direction: Direction, atConnect: Bool, now: UInt64,
+                                     _ actions: inout [SessionAction<Payload>]) {
+        var fields: [String: RecordingEventValue] = [
+            "fault": .string(fault.name), "direction": .string(direction.rawValue), "detail": .string(fault.description),
+            "rule": .string(rule),
+        ]
+        if atConnect { fields["at"] = .string("connect") }
+        if atConnect && recording == .notOpen && settings.records {
+            // Written first once the recording opens (after a's act three, or at the end).
+            eventsBeforeRecording.append((RecordingEvent(.fault, fields: fields), wallNanos(now)))
+        } else {
+            recordEvent(.fault, fields, now: now, &actions)
+        }
+        actions.append(.log(.info, "fault \(fault.description) toward \(direction.receiver)\(atConnect ? " at connect" : "") (rule \"\(rule)\")"))
         switch fault {
         case .bandwidth, .slicer:
-            actions.append(.shape(direction.receiver, fault))
+            let side = direction.receiver
+            if side == .a { shapingTowardA.append((rule, fault)) } else { shapingTowardB.append((rule, fault)) }
+            actions.append(.shape(side, shaping(toward: side)))
+        case .limitData(let bytes) where atConnect:
+            // Every byte counts, handshake acts included: the driver cuts the stream (even inside
+            // an act or a frame header) where the budget ends.
+            connectLimits[direction.receiver] = bytes
+            actions.append(.limitBytes(direction.receiver, bytes))
         case .reset:
             closesWithReset = true
             actions.append(.flush(direction.receiver))
-            end(CloseReason(side: nil, kind: .disconnected, detail: "fault reset: closed with RST"), now: now, &actions)
+            end(CloseReason(side: nil, kind: .disconnected, detail: "fault reset\(atConnect ? " at connect" : ""): closed with RST"), now: now, &actions)
         case .slowClose(let ms):
             slowCloseNanos = UInt64(ms) * 1_000_000
         case .timeout(let ms):
@@ -721,6 +771,30 @@ public struct SessionCore<Payload: RelayPayload> {
             updateReading(&actions)
         case .limitData(let bytes):
             if direction == .aToB { limitAToB = bytes } else { limitBToA = bytes }
+        }
+    }
+
+    /// What the shaping faults in effect toward `side` add up to.
+    private func shaping(toward side: Side) -> Shaping {
+        Shaping((side == .a ? shapingTowardA : shapingTowardB).map(\.fault), seed: stage.engine?.rules.seed ?? 0)
+    }
+
+    /// The rules changed: shaping that came from a rule no longer in force (delfault, delrule, a
+    /// reload without it) is undone, leaving what the remaining rules set; each removal is a
+    /// `fault` event with detail `removed`.
+    private mutating func undoShaping(inForce names: Set<String>, now: UInt64, _ actions: inout [SessionAction<Payload>]) {
+        for side in [Side.a, .b] {
+            let applied = side == .a ? shapingTowardA : shapingTowardB
+            let kept = applied.filter { names.contains($0.rule) }
+            guard kept.count != applied.count else { continue }
+            if side == .a { shapingTowardA = kept } else { shapingTowardB = kept }
+            let direction: Direction = side == .a ? .bToA : .aToB
+            for (rule, fault) in applied where !names.contains(rule) {
+                recordEvent(.fault, ["fault": .string(fault.name), "direction": .string(direction.rawValue),
+                                     "detail": .string("removed"), "rule": .string(rule)], now: now, &actions)
+                actions.append(.log(.info, "fault \(fault.description) toward \(side) removed: rule \"\(rule)\" is no longer in force"))
+            }
+            actions.append(.shape(side, shaping(toward: side)))
         }
     }
 
@@ -895,6 +969,8 @@ public struct SessionCore<Payload: RelayPayload> {
             transparent: transparent, syncMode: settings.syncMode, rulesFile: rulesFile, rulesSHA256: rulesSHA256)))
         actions.append(.recordEvent(RecordingEvent(.sessionStart, fields: ["a_address": .string(aAddress ?? "unknown")]),
                                     atNanos: settings.startedWallNanos))
+        for (event, at) in eventsBeforeRecording { actions.append(.recordEvent(event, atNanos: at)) }
+        eventsBeforeRecording.removeAll()
     }
 
     /// Wall-clock time for the recording: the session's start plus monotonic time since.

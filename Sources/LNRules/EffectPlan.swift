@@ -13,8 +13,8 @@ public enum EffectStep: Sendable, Equatable {
     /// once the steps before it are through. `drop` never appears here: it only drops.
     case disconnect(DisconnectKind)
     /// A network fault takes effect on the connection toward the message's receiver, once the
-    /// steps before it are through.
-    case fault(Fault)
+    /// steps before it are through; `rule` names the rule it comes from.
+    case fault(Fault, rule: String)
 }
 
 /// What the phase tracker and the rules made of one message: the one description of rule effects
@@ -49,7 +49,7 @@ public struct EffectPlan: Sendable, Equatable {
         if effects.delayMilliseconds > 0 { steps.append(.delay(milliseconds: effects.delayMilliseconds)) }
         steps.append(.deliver(effects.delivery, copies: effects.delivery == .none ? 0 : effects.copies))
         steps += effects.injectAfter.map { .inject($0) }
-        steps += effects.faults.map { .fault($0) }
+        steps += zip(effects.faults, effects.faultRules).map { .fault($0, rule: $1) }
         if let kind = effects.disconnect, kind != .drop { steps.append(.disconnect(kind)) }
         return steps
     }

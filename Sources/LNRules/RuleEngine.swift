@@ -49,6 +49,12 @@ public struct RuleEngine {
         var candidates: [UInt16: [Int]] = [:]
         var anyType: [Int] = []
         for (index, rule) in rules.rules.enumerated() {
+            // An `at: connect` rule acts when a connection starts (`RuleSet.connectFaults`), never
+            // on a message; it has fired from the start, for `after:`.
+            if rule.match.atConnect {
+                firedNames.insert(rule.name)
+                continue
+            }
             if let types = rule.match.types, types.reduce(0, { $0 + $1.count }) <= 4096 {
                 for range in types { for t in range { candidates[t, default: []].append(index) } }
             } else {
@@ -171,6 +177,7 @@ public struct RuleEngine {
             d.annotations.append("\(label): latency \(ms) ms (\(latency.description))")
         case .fault(let fault):
             d.faults.append(fault)
+            d.faultRules.append(rule.name)
             d.annotations.append("\(label): fault \(fault.description)")
         case .forward:
             d.annotations.append("\(label): forward")
@@ -231,16 +238,17 @@ public struct RuleEngine {
     }
 }
 
-/// SplitMix64: a small, fast, seedable generator. Rules need reproducibility, not secrecy.
-struct SplitMix64 {
+/// SplitMix64: a small, fast, seedable generator. Rules need reproducibility, not secrecy; the
+/// proxy's slicer draws its segment sizes from one too.
+public struct SplitMix64: Sendable {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-    mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    public mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

@@ -12,6 +12,19 @@ public struct RuleSet: Sendable {
     }
 }
 
+extension RuleSet {
+    /// The faults of the `at: connect` rules that act toward the receiver of `direction` (their
+    /// `dir`, or any), in file order, with the name of the rule each comes from: what a new
+    /// connection gets from its first byte.
+    public func connectFaults(_ direction: Direction) -> [(rule: String, fault: Fault)] {
+        var out: [(rule: String, fault: Fault)] = []
+        for rule in rules where rule.match.atConnect && (rule.match.direction ?? direction) == direction {
+            for case .fault(let fault) in rule.actions { out.append((rule.name, fault)) }
+        }
+        return out
+    }
+}
+
 /// One rule: when `match` holds for a message, do its `actions`, in order.
 public struct Rule: Sendable {
     public var name: String
@@ -66,6 +79,10 @@ public struct Match: Sendable {
     /// Decoded top-level field values, as text (hex for bytes, decimal for integers, BxTxO for scids).
     public var fields: [String: String]?
     public var probability: Double?
+    /// `at: connect`: the rule's faults act on each new connection from its first byte (before
+    /// the BOLT 8 handshake), toward the receiver of `direction` (both sides when nil), instead of
+    /// when a message matches. Such a rule has no other condition and never matches a message.
+    public var atConnect = false
 
     public init() {}
 
@@ -130,8 +147,9 @@ public enum Fault: Sendable, Equatable {
     /// At most this many bytes per second are written to the receiver.
     case bandwidth(bytesPerSecond: Int)
     /// Every write to the receiver (one encrypted BOLT 8 frame or a handshake act) goes out as
-    /// segments of at most `bytes`, `gapMicroseconds` apart.
-    case slicer(bytes: Int, gapMicroseconds: Int)
+    /// segments of `bytes` ± `variation` (a seeded uniform draw per segment, at least 1; the last
+    /// segment of a write is what remains), `gapMicroseconds` apart.
+    case slicer(bytes: Int, gapMicroseconds: Int, variation: Int = 0)
     /// Both sockets close with a TCP RST (SO_LINGER 0) instead of a FIN.
     case reset
     /// When the session ends, its sockets close this much later.
@@ -157,12 +175,52 @@ public enum Fault: Sendable, Equatable {
     public var description: String {
         switch self {
         case .bandwidth(let rate): "bandwidth \(rate) B/s"
-        case .slicer(let bytes, let gap): "slicer \(bytes) B every \(gap) us"
+        case .slicer(let bytes, let gap, let variation):
+            variation == 0 ? "slicer \(bytes) B every \(gap) us" : "slicer \(bytes)±\(variation) B every \(gap) us"
         case .reset: "reset"
         case .slowClose(let ms): "slow-close \(ms) ms"
         case .timeout(let ms): "timeout \(ms) ms"
         case .limitData(let bytes): "limit-data \(bytes) B"
         }
+    }
+}
+
+/// What the `bandwidth` and `slicer` faults in effect toward one side add up to: the latest of
+/// each kind (a later one replaces the earlier; the two combine). Carried out below the BOLT 8
+/// handler, on encrypted bytes.
+public struct Shaping: Sendable, Equatable, CustomStringConvertible {
+    /// At most this many bytes per second; nil: no cap.
+    public var bytesPerSecond: Int?
+    /// The slicer in effect (a `Fault.slicer`); nil: writes are not cut.
+    public var slicer: Fault?
+    /// Seeds the slicer's size draws (the rule set's `seed`), so a `variation` is reproducible.
+    public var seed: UInt64
+
+    public init(bytesPerSecond: Int? = nil, slicer: Fault? = nil, seed: UInt64 = 0) {
+        self.bytesPerSecond = bytesPerSecond
+        self.slicer = slicer
+        self.seed = seed
+    }
+
+    /// The shaping of `faults` taken in order (faults other than `bandwidth` and `slicer` add nothing).
+    public init(_ faults: some Sequence<Fault>, seed: UInt64) {
+        self.init(seed: seed)
+        for fault in faults {
+            switch fault {
+            case .bandwidth(let rate): bytesPerSecond = rate
+            case .slicer: slicer = fault
+            default: break
+            }
+        }
+    }
+
+    /// Nothing to shape: writes pass straight through.
+    public var isNone: Bool { bytesPerSecond == nil && slicer == nil }
+
+    public var description: String {
+        isNone ? "unshaped"
+            : [bytesPerSecond.map { Fault.bandwidth(bytesPerSecond: $0).description }, slicer?.description]
+                .compactMap { $0 }.joined(separator: ", ")
     }
 }
 
@@ -267,6 +325,9 @@ public struct RuleEffects: Sendable, Equatable {
     public var disconnect: DisconnectKind?
     /// Faults that take effect on the connection toward the receiver once the message is through.
     public var faults: [Fault] = []
+    /// The name of the rule each of `faults` comes from, in the same order (a shaping fault is
+    /// undone when its rule is no longer in force).
+    public var faultRules: [String] = []
     /// What the rules did, in words, for the recording (`rule "x": dropped`).
     public var annotations: [String] = []
 

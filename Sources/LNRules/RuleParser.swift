@@ -24,7 +24,9 @@ public struct RuleParser {
 
     static let ruleKeys = ["name", "match", "action"]
     static let matchKeys = ["dir", "type", "custom", "parity", "phase", "on", "nth", "every", "count", "after", "node",
-                            "payload_prefix", "payload_regex", "fields", "probability"]
+                            "payload_prefix", "payload_regex", "fields", "probability", "at"]
+    /// The faults an `at: connect` rule may take: those that act on a connection, not on a message.
+    static let connectFaultNames = ["bandwidth", "slicer", "reset", "slow-close", "timeout", "limit-data"]
     static let actionNames = ["forward", "drop", "delay", "inject", "replace", "duplicate", "disconnect", "mark",
                               "latency", "bandwidth", "slicer", "reset", "slow-close", "timeout", "limit-data"]
 
@@ -251,11 +253,26 @@ public struct RuleParser {
                     wanted[fieldName] = (fieldValue.string ?? "").lowercased()
                 }
                 match.fields = wanted
+            case "at":
+                guard value.string == "connect" else {
+                    error(value, "at must be connect (the rule's faults act on each new connection from its first byte, before the handshake)"
+                          + Self.suggest(value.string ?? "", from: ["connect"]))
+                    ok = false; continue
+                }
+                match.atConnect = true
             case "probability":
                 guard let p = value.float, p >= 0, p <= 1 else { error(value, "probability must be a number from 0 to 1"); ok = false; continue }
                 match.probability = p
             default:
                 error(key, "unknown condition '\(k)'" + Self.suggest(k, from: Self.matchKeys))
+                ok = false
+            }
+        }
+        if match.atConnect {
+            // A connect rule acts before any message: only the side it acts toward narrows it.
+            for (key, _) in mapping where key.string != "at" && key.string != "dir" {
+                error(key, "`at: connect` takes no `\(key.string ?? "")`: the rule acts when a connection starts, before any message; "
+                      + "only `dir:` (the side it acts toward) narrows it. Remove `at: connect` to act on matching messages instead")
                 ok = false
             }
         }
@@ -347,7 +364,10 @@ public struct RuleParser {
 
     /// One action, or a list of them (`action: [{inject: ...}, {inject: ...}]`), all applied in order.
     mutating func parseActions(_ node: Node, match: Match) -> [RuleAction]? {
-        guard case .sequence(let items) = node else { return parseAction(node, match: match).map { [$0] } }
+        guard case .sequence(let items) = node else {
+            guard let action = parseAction(node, match: match), checkAtConnect(action, node, match) else { return nil }
+            return [action]
+        }
         guard !items.isEmpty else { error(node, "an action list needs at least one action"); return nil }
         var actions: [RuleAction] = []
         var ok = true
@@ -357,6 +377,7 @@ public struct RuleParser {
         let delivery: Set<String> = ["forward", "drop", "replace", "duplicate"]
         for item in items {
             guard let action = parseAction(item, match: match) else { ok = false; continue }
+            if !checkAtConnect(action, item, match) { ok = false; continue }
             let word = RuleEngine.word(action)
             if action.decides {
                 if let previous = said.first(where: { $0 == word || (delivery.contains($0) && delivery.contains(word)
@@ -369,6 +390,24 @@ public struct RuleParser {
             actions.append(action)
         }
         return ok ? actions : nil
+    }
+
+    /// An `at: connect` rule acts on the connection before any message: its actions are faults
+    /// (not `latency`, which delays messages). False, with the error, for any other action.
+    mutating func checkAtConnect(_ action: RuleAction, _ node: Node, _ match: Match) -> Bool {
+        guard match.atConnect else { return true }
+        switch action {
+        case .fault:
+            return true
+        case .latency:
+            error(node, "latency delays messages, and an `at: connect` rule acts before any: remove `at: connect` to delay every "
+                  + "message that way (e.g. `match: {dir: a2b}`)")
+        default:
+            let word = RuleEngine.word(action)
+            error(node, "'\(word)' acts on a message, and an `at: connect` rule acts before any: its actions are faults "
+                  + "(\(Self.connectFaultNames.joined(separator: ", "))); remove `at: connect` to \(word) matching messages")
+        }
+        return false
     }
 
     mutating func parseAction(_ node: Node, match: Match) -> RuleAction? {
@@ -413,8 +452,10 @@ public struct RuleParser {
             default: return .fault(.limitData(bytes: n))
             }
         case "slicer":
-            let keys = ["size", "gap"]
-            guard case .mapping(let m) = value else { error(value, "slicer is {size: BYTES, gap: MS}, e.g. `{slicer: {size: 7, gap: 1}}`"); return nil }
+            let keys = ["size", "variation", "gap"]
+            guard case .mapping(let m) = value else {
+                error(value, "slicer is {size: BYTES, variation: BYTES, gap: MS}, e.g. `{slicer: {size: 7, gap: 1}}`"); return nil
+            }
             for (key, _) in m where !keys.contains(key.string ?? "") {
                 error(key, "unknown key '\(key.string ?? "")' in slicer" + Self.suggest(key.string ?? "", from: keys))
                 return nil
@@ -422,7 +463,19 @@ public struct RuleParser {
             guard let size = value["size"]?.wholeNumber, size >= 1 else { error(value["size"] ?? value, "slicer size is a number of bytes, at least 1"); return nil }
             let gap = value["gap"].map { Double($0.string ?? "") } ?? 0
             guard let gap, gap >= 0, gap <= 60_000 else { error(value["gap"] ?? value, "slicer gap is milliseconds between segments (0-60000; fractions allowed)"); return nil }
-            return .fault(.slicer(bytes: size, gapMicroseconds: Int((gap * 1000).rounded())))
+            var variation = 0
+            if let node = value["variation"] {
+                guard let v = node.wholeNumber, v >= 0 else {
+                    error(node, "slicer variation is a number of bytes, 0 or more: each segment is size ± variation bytes"); return nil
+                }
+                guard v < size else {
+                    error(node, "slicer variation \(v) must be less than size \(size): each segment is size ± variation bytes, "
+                          + "at least 1 (here at most \(size - 1))")
+                    return nil
+                }
+                variation = v
+            }
+            return .fault(.slicer(bytes: size, gapMicroseconds: Int((gap * 1000).rounded()), variation: variation))
         case "disconnect":
             let text = value.string ?? ""
             if let kind = DisconnectKind(rawValue: text) ?? (text.count == 1 ? DisconnectKind(symbol: text.first!) : nil) {

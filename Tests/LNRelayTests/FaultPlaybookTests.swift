@@ -56,7 +56,7 @@ struct FaultPlaybookTests {
         // A 4-byte custom message is a 38-byte frame: 80 bytes after the first fit two more.
         let p = Playbook.relaying(rules: "rules:\n  - {name: cap, match: {custom: true, nth: 1}, action: {limit-data: 80}}\n", records: true)
         let first = p >> .received(Msg.custom, from: .a)
-        #expect(first.contains("event fault detail=limit-data 80 B direction=a->b fault=limit-data"), "\(first)")
+        #expect(first.contains("event fault detail=limit-data 80 B direction=a->b fault=limit-data rule=cap"), "\(first)")
         #expect(first.contains("deliver b \(Msg.custom.hex)"))
         #expect((p >> .received(Msg.custom, from: .a)).contains("deliver b \(Msg.custom.hex)"))
         #expect((p >> .received(Msg.custom, from: .a)).contains("deliver b \(Msg.custom.hex)"))
@@ -74,7 +74,7 @@ struct FaultPlaybookTests {
         let p = Playbook.relaying(rules: "rules:\n  - {match: {type: ping}, action: reset}\n", records: true)
         let lines = p >> .received(Msg.ping, from: .a)
         #expect(lines.contains("deliver b \(Msg.ping.hex)"))
-        #expect(lines.contains("event fault detail=reset direction=a->b fault=reset"))
+        #expect(lines.contains("event fault detail=reset direction=a->b fault=reset rule=rule1"))
         #expect(lines.suffix(2) == ["reset a", "reset b"], "\(lines)")
         #expect(!lines.contains("close a"))
     }
@@ -108,7 +108,7 @@ struct FaultPlaybookTests {
               - {match: {dir: b2a, nth: 1}, action: [{bandwidth: 1000000}, {slicer: {size: 7, gap: 2}}]}
             """)
         #expect(p >> .received(Msg.custom, from: .b) == [
-            "deliver a \(Msg.custom.hex)", "shape a bandwidth 1000000 B/s", "shape a slicer 7 B every 2000 us",
+            "deliver a \(Msg.custom.hex)", "shape a bandwidth 1000000 B/s", "shape a bandwidth 1000000 B/s, slicer 7 B every 2000 us",
         ])
     }
 

@@ -105,7 +105,8 @@ final class Playbook {
         case .cancelWake(let timer): (kind, text) = ("cancel", "cancel \(timer)")
         case .close(let side): (kind, text) = ("close", "close \(side)")
         case .reset(let side): (kind, text) = ("close", "reset \(side)")
-        case .shape(let side, let fault): (kind, text) = ("shape", "shape \(side) \(fault.description)")
+        case .shape(let side, let shaping): (kind, text) = ("shape", "shape \(side) \(shaping.description)")
+        case .limitBytes(let side, let bytes): (kind, text) = ("shape", "limit \(side) \(bytes) B")
         case .log(let level, let message): (kind, text) = ("log", "log \(level) \(message)")
         case .finished(let reason): (kind, text) = ("finished", "finished \(reason.kind.rawValue)")
         }

@@ -145,7 +145,7 @@ struct MultiActionTests {
         let effects = engine.decide(handover(custom))
         #expect(effects.faults == [.bandwidth(bytesPerSecond: 5000)] && effects.delivery == .none)
         let plan = EffectPlan(observation: PhaseObservation(channel: nil, before: .channel, after: .channel, changes: []), effects: effects)
-        #expect(plan.steps == [.deliver(.none, copies: 0), .fault(.bandwidth(bytesPerSecond: 5000))])
+        #expect(plan.steps == [.deliver(.none, copies: 0), .fault(.bandwidth(bytesPerSecond: 5000), rule: "shape")])
     }
 
     @Test("latency draws are seeded, spread as asked, and never negative", arguments: [Latency.Distribution.uniform, .normal])
