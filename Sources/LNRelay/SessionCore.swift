@@ -746,7 +746,13 @@ public struct SessionCore<Payload: RelayPayload> {
         switch fault {
         case .bandwidth, .slicer:
             let side = direction.receiver
-            if side == .a { shapingTowardA.append((rule, fault)) } else { shapingTowardB.append((rule, fault)) }
+            // One entry per rule and kind: a rule that fires on every message retunes its entry
+            // instead of growing the list (bounded by the rules in force, twice).
+            func retune(_ list: inout [(rule: String, fault: Fault)]) {
+                list.removeAll { $0.rule == rule && $0.fault.name == fault.name }
+                list.append((rule, fault))
+            }
+            if side == .a { retune(&shapingTowardA) } else { retune(&shapingTowardB) }
             actions.append(.shape(side, shaping(toward: side)))
         case .limitData(let bytes) where atConnect:
             // Every byte counts, handshake acts included: the driver cuts the stream (even inside

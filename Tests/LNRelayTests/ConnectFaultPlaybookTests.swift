@@ -98,4 +98,13 @@ struct ConnectFaultPlaybookTests {
         let none = p >> .rulesChanged(nil, file: nil, sha256: nil)
         #expect(none.contains("event fault detail=removed direction=b->a fault=bandwidth rule=thin") && none.contains("shape a unshaped"), "\(none)")
     }
+
+    @Test("a shaping rule that fires on every message keeps one entry: removing it undoes it once")
+    func everyMessageShapingStaysBounded() {
+        let p = Playbook.relaying(rules: "rules:\n  - {name: thin, match: {dir: b2a}, action: {bandwidth: 1000}}\n", records: true)
+        for _ in 0..<100 { _ = p >> .received(Msg.custom, from: .b) }
+        let none = p >> .rulesChanged(nil, file: nil, sha256: nil)
+        #expect(none.filter { $0.contains("detail=removed") }.count == 1, "\(none)")
+        #expect(none.contains("shape a unshaped"), "\(none)")
+    }
 }
