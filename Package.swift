@@ -55,8 +55,11 @@ let package = Package(
         .target(name: "LNTransport", dependencies: ["LNHex", "CSecp256k1", "CSodium"]),
         // Lightning messages: the catalogue generated from the BOLT CSVs, codec, phase tracking.
         .target(name: "LNWire", dependencies: ["LNHex", "CSodium"]),
+        // CRC-32 folded with carry-less multiplication (x86-64 PCLMULQDQ, checked at run time):
+        // the recording's per-message checksum, off the relay's critical path cost.
+        .target(name: "CCRC32"),
         // pcapng recordings: crash-safe writer and a reader that survives truncation.
-        .target(name: "LNRecording", dependencies: ["LNWire"]),
+        .target(name: "LNRecording", dependencies: ["LNWire", "CCRC32"]),
         // Rule files (YAML), matching and actions.
         .target(name: "LNRules", dependencies: ["LNWire", .product(name: "Yams", package: "Yams")]),
         // NIO glue: runs the BOLT 8 state machine on a channel; yields whole messages.
