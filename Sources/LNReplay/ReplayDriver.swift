@@ -77,7 +77,7 @@ public final class ReplayDriver: Sendable {  // immutable: every stored property
             let runner = ReplayRunner(segment: segment, segmentIndex: index, firstStepNumber: stepNumber, options: options,
                                       binding: binding)
             binding = try await play(runner, accepted: accepted)
-            stepNumber += segment.steps.count
+            stepNumber += segment.stepCount
             previousEnd = segment.endNanos
         }
     }

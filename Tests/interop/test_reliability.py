@@ -154,7 +154,7 @@ def peak_rss_kib(*args) -> int:
     return int(rss)
 
 
-def test_show_and_list_stream_a_large_recording(lnrr, tmp_path):
+def test_show_list_replay_and_export_stream_a_large_recording(lnrr, tmp_path):
     big = tmp_path / "rec" / "big.pcapng"
     big.parent.mkdir()
     block = b"".join(packet(msg(32769, bytes(1000)), "a->b", i + 1, i) for i in range(2000))
@@ -170,8 +170,9 @@ def test_show_and_list_stream_a_large_recording(lnrr, tmp_path):
         f.write(event({"event": "close", "reason": "eof"}, seq))
     size_mib = big.stat().st_size // (1 << 20)
     assert size_mib > 200
-    # replay --offline builds a replay plan of the whole session (LNReplay): not streamed yet.
-    for args in (["show", "--json", big], ["list", big.parent]):
+    # replay --offline and export stream the replay plan too (a ~500 MB test file, written as made).
+    for args in (["show", "--json", big], ["list", big.parent], ["replay", "--offline", big],
+                 ["export", big, "--as", "a"]):
         rss = peak_rss_kib(lnrr, *args)
         assert rss < 64 * 1024, f"{args[0]}: peak RSS {rss} KiB for a {size_mib} MiB file"
 
