@@ -161,6 +161,10 @@ public enum RunnerAction: Sendable, Equatable {
     case close
     /// Call `tick` at this monotonic time (nanoseconds) or later.
     case wake(atNanos: UInt64)
+    /// The runner sent as much as one turn may (`ReplayRunner.sendsPerTurn`): call `tick` once the
+    /// connection has taken it (is writable again). This keeps what waits to be written bounded
+    /// when steps are due faster than the live node reads (`--timing fast`).
+    case yield
     case report(StepOutcome)
     /// The segment is over; no further actions will come.
     case finished
@@ -184,6 +188,10 @@ public struct ReplayRunner {
     }
 
     private var next = 0
+    /// Messages sent in this turn (since the last input).
+    private var sentThisTurn = 0
+    /// At most this many messages are sent per input before the runner yields (`RunnerAction.yield`).
+    public static let sendsPerTurn = 64
     private var inbox: [Inbound] = []
     private var started: UInt64 = 0
     /// The real and recorded times of the last completed step: the recorded gap is kept from there.
@@ -337,6 +345,7 @@ public struct ReplayRunner {
     }
 
     private mutating func advance(now: UInt64, _ actions: inout [RunnerAction]) {
+        sentThisTurn = 0
         while !isFinished {
             expireDeferred(now, &actions)
             guard next < segment.stepCount else {
@@ -359,6 +368,11 @@ public struct ReplayRunner {
                     actions.append(.wake(atNanos: due))
                     return
                 }
+                if sentThisTurn == Self.sendsPerTurn {
+                    actions.append(.yield)
+                    return
+                }
+                sentThisTurn += 1
                 guard send(step, now: now, &actions) else { return }
                 complete(step, at: now)
             case .expect:

@@ -142,11 +142,22 @@ struct ReplayPlanTests {
             let options = ReplayOptions(side: .a, matcher: MessageMatcher(mode: .type), timing: .fast, timeoutNanos: 1_000_000_000,
                                         ignore: .default, rules: nil, orderWindow: 4)
             var runner = ReplayRunner(segment: segment, segmentIndex: 0, firstStepNumber: 1, options: options)
-            return runner.start(now: 1) + runner.connectionClosed(now: 2)
+            var turn = runner.start(now: 1)
+            var actions = turn
+            var now: UInt64 = 1
+            // A turn sends at most sendsPerTurn messages, then yields until the connection takes them.
+            while turn.last == .yield {
+                #expect(turn.filter { if case .send = $0 { true } else { false } }.count == ReplayRunner.sendsPerTurn)
+                now += 1
+                turn = runner.tick(now: now)
+                actions += turn
+            }
+            return actions + runner.connectionClosed(now: now + 1)
         }
         let streamed = play(fromFile)
         #expect(streamed == play(inMemory))
         #expect(streamed.filter { if case .send = $0 { true } else { false } }.count == 299)
+        #expect(streamed.filter { $0 == .yield }.count == 299 / ReplayRunner.sendsPerTurn)
         #expect(streamed.last == .finished)
     }
 

@@ -176,11 +176,14 @@ struct ReplayCommand: AsyncParsableCommand {
                                     timing: timingMode, timeoutNanos: timeout.nanoseconds, ignore: filter, rules: ruleSet,
                                     bind: bind == "on" && !noBind, order: ReplayOrder(rawValue: order)!, orderWindow: orderWindow)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // Only a --report page needs every outcome afterwards; otherwise none is kept (memory stays
+        // bounded however long the replay).
         let outcomes = ReplayOutcomes()
+        let keepOutcomes = report != nil
         let driver = ReplayDriver(options: options, endpoint: endpoint, secret: secret,
                                   connectTimeout: .nanoseconds(Int64(connectTimeout.nanoseconds)), group: group,
                                   onListening: { printer.listening($0, nodeID: secret.nodeID) },
-                                  onReport: { printer.report($0); outcomes.add($0) })
+                                  onReport: { printer.report($0); if keepOutcomes { outcomes.add($0) } })
         var connectionError: Error?
         do { try await driver.run(segments) } catch { connectionError = error }
         try? await group.shutdownGracefully()
