@@ -12,7 +12,8 @@
 //     └─> LNRelay (the proxy's sans-I/O session core) ─> LNRules, LNRecording, LNWire
 //
 // LNTransport, LNWire, LNRecording, LNRules and LNRelay do no I/O and do not import NIO. LNHex (the one
-// hex codec) sits under both LNTransport and LNWire, which re-export it.
+// hex codec) sits under both LNTransport and LNWire, which re-export it. LNFileIO (descriptor reads
+// and writes with their retries) sits under LNTransport (key files), LNRecording and the CLI.
 import PackageDescription
 
 /// Targets that only move bytes through NIO channels keep Swift 5 mode: their state is confined to
