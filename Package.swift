@@ -12,7 +12,8 @@
 //     └─> LNRelay (the proxy's sans-I/O session core) ─> LNRules, LNRecording, LNWire
 //
 // LNTransport, LNWire, LNRecording, LNRules and LNRelay do no I/O and do not import NIO. LNHex (the one
-// hex codec) sits under both LNTransport and LNWire, which re-export it.
+// hex codec) sits under both LNTransport and LNWire, which re-export it. LNFileIO (descriptor reads
+// and writes with their retries) sits under LNTransport (key files), LNRecording and the CLI.
 import PackageDescription
 
 /// Targets that only move bytes through NIO channels keep Swift 5 mode: their state is confined to
@@ -52,14 +53,16 @@ let package = Package(
         // BOLT 8 handshake, cipher states and framing as I/O-free state machines; node keys.
         // The one hex codec (HexString), below both LNTransport and LNWire, which re-export it.
         .target(name: "LNHex"),
-        .target(name: "LNTransport", dependencies: ["LNHex", "CSecp256k1", "CSodium"]),
+        // Descriptor reads and writes with the EINTR and short-write retries, in one place.
+        .target(name: "LNFileIO"),
+        .target(name: "LNTransport", dependencies: ["LNHex", "LNFileIO", "CSecp256k1", "CSodium"]),
         // Lightning messages: the catalogue generated from the BOLT CSVs, codec, phase tracking.
         .target(name: "LNWire", dependencies: ["LNHex", "CSodium"]),
         // CRC-32 folded with carry-less multiplication (x86-64 PCLMULQDQ, checked at run time):
         // the recording's per-message checksum, off the relay's critical path cost.
         .target(name: "CCRC32"),
         // pcapng recordings: crash-safe writer and a reader that survives truncation.
-        .target(name: "LNRecording", dependencies: ["LNWire", "CCRC32"]),
+        .target(name: "LNRecording", dependencies: ["LNWire", "LNFileIO", "CCRC32"]),
         // Rule files (YAML), matching and actions.
         .target(name: "LNRules", dependencies: ["LNWire", .product(name: "Yams", package: "Yams")]),
         // NIO glue: runs the BOLT 8 state machine on a channel; yields whole messages.
@@ -101,6 +104,7 @@ let package = Package(
             name: "lnrr",
             dependencies: [
                 "LNTransport", "LNTransportNIO", "LNWire", "LNRecording", "LNRules", "LNRelay", "LNProxy", "LNReplay",
+                "LNFileIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -124,7 +128,7 @@ let package = Package(
 
         .testTarget(name: "LNTransportTests", dependencies: ["LNTransport"]),
         .testTarget(name: "LNWireTests", dependencies: ["LNWire"]),
-        .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording"]),
+        .testTarget(name: "LNRecordingTests", dependencies: ["LNRecording", "LNFileIO"]),
         .testTarget(name: "LNRulesTests", dependencies: ["LNRules", "LNWire"]),
         .testTarget(name: "LNRelayTests", dependencies: ["LNRelay", "LNRules", "LNWire", "LNRecording"]),
         .testTarget(name: "LNReplayTests", dependencies: ["LNReplay", "LNRelay", "LNRecording", "LNRules", "LNWire"], swiftSettings: nioGlue),

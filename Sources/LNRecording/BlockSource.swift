@@ -1,4 +1,5 @@
 import Foundation
+import LNFileIO
 
 /// Reads a recording front to back through one buffer, so memory stays bounded whatever the file
 /// size: the buffer holds the block being read plus some read-ahead, never the file.
@@ -81,11 +82,8 @@ final class BlockSource {
             start = 0
         }
         while end - start < count {
-            let n = read(fd, storage.baseAddress! + end, storage.count - end)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw RecordingError.cannotRead(path, String(cString: strerror(errno)))
-            }
+            let n = FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: storage[end...]))
+            if n < 0 { throw RecordingError.cannotRead(path, String(cString: strerror(errno))) }
             if n == 0 { return false }
             end += n
         }

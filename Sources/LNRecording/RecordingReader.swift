@@ -171,6 +171,38 @@ public struct RecordingReader {
         return reader
     }
 
+    /// Pulls a recording's records one at a time, in file order, through the same bounded buffer
+    /// as `forEachEntry`: for a consumer that decides when it wants the next one (a replay's second
+    /// pass). `limit` stops it at a file offset, such as where an earlier pass ended (`offset`), so
+    /// that records appended since are not seen.
+    public final class Cursor {
+        public private(set) var reader: RecordingReader
+        private let source: BlockSource
+        private let limit: Int?
+        private var done = false
+
+        public init(path: String, limit: Int? = nil) throws {
+            source = try BlockSource(path: path)
+            try RecordingReader.validate(source, path: path)
+            reader = RecordingReader(validated: path)
+            self.limit = limit
+        }
+
+        /// The next record, or nil at the end (of the file, of `limit`, or at a corrupt block).
+        public func next() throws -> RecordingEntry? {
+            var entry: RecordingEntry?
+            while entry == nil, !done {
+                if let limit, source.position >= limit {
+                    done = true
+                } else if try reader.parseBlock(source, visit: { entry = $0 }, tolerateTail: limit != nil) != nil {
+                    done = true
+                }
+            }
+            reader.offset = source.position
+            return entry
+        }
+    }
+
     /// Set by `scan`: messages go here as views into the buffer instead of becoming entries.
     private var fastVisitor: ((MessageView) -> Void)?
 
@@ -187,6 +219,18 @@ public struct RecordingReader {
                                 headerOnly: Bool = false) throws -> Bool {
         defer { offset = source.position }
         while true {
+            if let complete = try parseBlock(source, visit: visit, tolerateTail: tolerateTail, headerOnly: headerOnly) {
+                return complete
+            }
+        }
+    }
+
+    /// Reads the block at the source's position (visiting at most one entry) and moves past it.
+    /// Nil while reading goes on; otherwise `parse`'s answer: true at the end of the file, false
+    /// at a corrupt block.
+    fileprivate mutating func parseBlock(_ source: BlockSource, visit: (RecordingEntry) -> Void, tolerateTail: Bool,
+                                         headerOnly: Bool = false) throws -> Bool? {
+        do {
             let fileOffset = source.position
             guard try source.ensure(12) else {
                 if source.buffered > 0 && !tolerateTail { problems.append(.truncatedTail(offset: fileOffset, bytes: source.buffered)) }
@@ -218,7 +262,7 @@ public struct RecordingReader {
                 }
                 noteOtherBlock(type, offset: fileOffset)
                 source.skip(length)
-                continue
+                return nil
             }
             guard try source.ensure(length) else {
                 if !tolerateTail {
@@ -258,6 +302,7 @@ public struct RecordingReader {
                 noteOtherBlock(type, offset: fileOffset)
             }
             source.skip(length)
+            return nil
         }
     }
 

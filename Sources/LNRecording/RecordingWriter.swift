@@ -1,4 +1,5 @@
 import Foundation
+import LNFileIO
 import LNWire
 
 /// Writes one session's recording without a thread of its own.
@@ -380,17 +381,8 @@ public final class RecordingWriter: @unchecked Sendable {
 
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8], limit: Int? = nil) -> (written: Int, error: String?) {
         let total = limit ?? bytes.count
-        var offset = 0
-        while offset < total {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, total - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return (offset, cause(errno))
-            }
-            if n == 0 { return (offset, cause(EIO)) }
-            offset += n
-        }
-        return (offset, nil)
+        let result = bytes.withUnsafeBytes { FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<total])) }
+        return (result.written, result.errno.map(cause))
     }
 
     /// Writes everything buffered, fsyncs and closes the file. Returns the number of messages

@@ -26,24 +26,37 @@ public enum OfflineReplay {
     /// replacements included, duplicates twice) and what the live node would send (its own
     /// messages). Types in `ignore` are left out, as a live replay leaves them out; injections
     /// the rules make are seen by the phase tracker, as in a live replay.
-    public static func run(path: String, rules: RuleSet?, side: Side = .a,
-                           ignore: TypeFilter = .default) throws -> (lines: [OfflineLine], segment: ReplaySegment) {
+    ///
+    /// `start` gets the plan (its problems, counts) before the first line; each line goes to
+    /// `visit` as it is made, so memory does not grow with the recording.
+    @discardableResult
+    public static func run(path: String, rules: RuleSet?, side: Side = .a, ignore: TypeFilter = .default,
+                           start: (ReplaySegment) -> Void = { _ in }, visit: (OfflineLine) throws -> Void) throws -> ReplaySegment {
         let segment = try ReplayPlan.segment(path: path, side: side, ignore: ignore)
+        start(segment)
         // The same stage as the proxy and a live replay: injections the rules make (the way lnrr
         // can send them) count for the phases that follow.
         var stage = RuleStage(rules: rules, nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB,
                               injectable: [side.sending])
-        var lines: [OfflineLine] = []
-        for step in segment.steps where step.kind == .send || step.kind == .expect {
-            guard step.type != nil, let index = step.recordIndex else { continue }
+        let steps = try segment.makeStepStream()
+        while let step = try steps.next() {
+            guard step.kind == .send || step.kind == .expect, step.type != nil, let index = step.recordIndex else { continue }
             let plan = stage.process(step.bytes, direction: step.direction)
             let observation = plan.observation
             let actions = plan.effects.annotations
-            lines.append(OfflineLine(index: index, direction: step.direction, bytes: step.bytes, timestampNanos: step.timestampNanos,
-                                     phaseBefore: observation.before, phase: observation.after,
-                                     phaseChanges: observation.changes.map(\.description), actions: actions,
-                                     note: step.kind == .send ? step.note : nil))
+            try visit(OfflineLine(index: index, direction: step.direction, bytes: step.bytes, timestampNanos: step.timestampNanos,
+                                  phaseBefore: observation.before, phase: observation.after,
+                                  phaseChanges: observation.changes.map(\.description), actions: actions,
+                                  note: step.kind == .send ? step.note : nil))
         }
+        return segment
+    }
+
+    /// Every line at once, held in memory: for tests and small recordings.
+    public static func run(path: String, rules: RuleSet?, side: Side = .a,
+                           ignore: TypeFilter = .default) throws -> (lines: [OfflineLine], segment: ReplaySegment) {
+        var lines: [OfflineLine] = []
+        let segment = try run(path: path, rules: rules, side: side, ignore: ignore, visit: { lines.append($0) })
         return (lines, segment)
     }
 }

@@ -77,7 +77,7 @@ public final class ReplayDriver: Sendable {  // immutable: every stored property
             let runner = ReplayRunner(segment: segment, segmentIndex: index, firstStepNumber: stepNumber, options: options,
                                       binding: binding)
             binding = try await play(runner, accepted: accepted)
-            stepNumber += segment.steps.count
+            stepNumber += segment.stepCount
             previousEnd = segment.endNanos
         }
     }
@@ -199,6 +199,9 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     private let handshakeTimeout: TimeAmount
     private var handshakeTask: Scheduled<Void>?
     private var wakeTask: Scheduled<Void>?
+    /// The runner yielded while the channel could take no more: it goes on when it can.
+    private var resumeWhenWritable = false
+    private var closing = false
 
     init(runner: ReplayRunner, handshakeTimeout: TimeAmount, onReport: @escaping @Sendable (StepOutcome) -> Void,
          done: EventLoopPromise<Void>) {
@@ -242,6 +245,14 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         context.flush()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && resumeWhenWritable {
+            resumeWhenWritable = false
+            perform(runner.tick(now: Self.now()))
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if failure == nil { failure = "\(error)" }
         context.close(promise: nil)
@@ -271,13 +282,28 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {
                 wrote = true
             case .close:
                 if wrote { context.flush(); wrote = false }
-                context.close(promise: nil)
+                closeAfterWrites(context)
             case .wake(let at):
                 // The runner names one time to wake at; a newer one replaces any earlier request.
                 wakeTask?.cancel()
+                resumeWhenWritable = false
                 let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 wakeTask = context.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at)) {
                     loopBound.value.perform(loopBound.value.runner.tick(now: Self.now()))
+                }
+            case .yield:
+                // Go on once what was sent has been taken: at once if the socket still takes more,
+                // else when it becomes writable (the live node reads).
+                wakeTask?.cancel()
+                wakeTask = nil
+                if wrote { context.flush(); wrote = false }
+                if context.channel.isWritable {
+                    let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                    wakeTask = context.eventLoop.scheduleTask(deadline: .now()) {
+                        loopBound.value.perform(loopBound.value.runner.tick(now: Self.now()))
+                    }
+                } else {
+                    resumeWhenWritable = true
                 }
             case .report(let outcome):
                 onReport(outcome)
@@ -287,8 +313,20 @@ final class ReplayChannelHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         if wrote { context.flush() }
         if runner.isFinished && context.channel.isActive {
-            context.close(promise: nil)
+            closeAfterWrites(context)
         }
+    }
+
+    /// Closes once every message written so far has gone out: the output is shut down after the
+    /// pending writes (a plain close would discard those still queued, the end of a fast replay),
+    /// then the channel is closed.
+    private func closeAfterWrites(_ context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        let closed = context.eventLoop.makePromise(of: Void.self)
+        context.close(mode: .output, promise: closed)
+        let channel = context.channel
+        closed.futureResult.whenComplete { _ in channel.close(promise: nil) }
     }
 
     private func settle(_ error: Error?) {

@@ -161,6 +161,10 @@ public enum RunnerAction: Sendable, Equatable {
     case close
     /// Call `tick` at this monotonic time (nanoseconds) or later.
     case wake(atNanos: UInt64)
+    /// The runner sent as much as one turn may (`ReplayRunner.sendsPerTurn`): call `tick` once the
+    /// connection has taken it (is writable again). This keeps what waits to be written bounded
+    /// when steps are due faster than the live node reads (`--timing fast`).
+    case yield
     case report(StepOutcome)
     /// The segment is over; no further actions will come.
     case finished
@@ -184,6 +188,10 @@ public struct ReplayRunner {
     }
 
     private var next = 0
+    /// Messages sent in this turn (since the last input).
+    private var sentThisTurn = 0
+    /// At most this many messages are sent per input before the runner yields (`RunnerAction.yield`).
+    public static let sendsPerTurn = 64
     private var inbox: [Inbound] = []
     private var started: UInt64 = 0
     /// The real and recorded times of the last completed step: the recorded gap is kept from there.
@@ -207,12 +215,12 @@ public struct ReplayRunner {
     public private(set) var binding: IdentifierBinding
     /// Under `protocol` order: later steps already matched by an early connection-level message...
     private var early = Set<Int>()
-    /// ...and connection-level steps passed before their message came, still to be matched.
-    private var deferred: [Int] = []
-    /// Under `protocol` order: the channel each step belongs to (a number per channel, its
-    /// temporary and final ids alike), nil for messages of the connection as a whole.
-    private let channelOfStep: [Int?]
-    /// The channel number of each recorded id.
+    /// ...and connection-level steps passed before their message came, still to be matched (at
+    /// most `orderWindow` + 1: older ones are reported missing).
+    private var deferred: [(index: Int, step: ReplayStep)] = []
+    /// The steps from `next` on that the runner looks at, read from the recording as it goes.
+    private var window: StepWindow
+    /// The channel number of each recorded id (`protocol` order), from a pass over every step.
     private let channelNumbers: [ChannelID: Int]
     /// The rest of a send's plan, held by a rule's `delay` until the given time.
     private var pendingSend: (steps: ArraySlice<EffectStep>, note: String, until: UInt64)?
@@ -229,7 +237,22 @@ public struct ReplayRunner {
             RuleStage(rules: $0, nodeA: segment.metadata?.nodeA, nodeB: segment.metadata?.nodeB,
                       injectable: [options.side.sending])
         }
-        (channelOfStep, channelNumbers) = options.order == .protocol ? Self.channels(of: segment.steps) : ([], [:])
+        var failure: String?
+        var numbers: [ChannelID: Int] = [:]
+        if options.order == .protocol {
+            // A live message's channel is placed among all the recording's channels, even one first
+            // seen beyond the window: one streaming pass numbers them (memory: one entry per channel).
+            do {
+                let stream = try segment.makeStepStream()
+                var numbering = ChannelNumbering()
+                while let step = try stream.next() { _ = numbering.number(step) }
+                numbers = numbering.numbers
+            } catch {
+                failure = "\(error)"
+            }
+        }
+        channelNumbers = numbers
+        window = StepWindow(segment: segment, numbersChannels: options.order == .protocol, failure: failure)
     }
 
     // MARK: Inputs
@@ -238,7 +261,7 @@ public struct ReplayRunner {
     public mutating func start(now: UInt64) -> [RunnerAction] {
         started = now
         anchorReal = now
-        anchorRecorded = segment.steps.first?.timestampNanos ?? 0
+        anchorRecorded = window.step(0)?.timestampNanos ?? 0
         var actions: [RunnerAction] = []
         advance(now: now, &actions)
         return actions
@@ -322,13 +345,18 @@ public struct ReplayRunner {
     }
 
     private mutating func advance(now: UInt64, _ actions: inout [RunnerAction]) {
+        sentThisTurn = 0
         while !isFinished {
             expireDeferred(now, &actions)
-            guard next < segment.steps.count else {
+            guard next < segment.stepCount else {
                 finish(&actions)
                 return
             }
-            let step = segment.steps[next]
+            window.drop(below: next)
+            guard let step = window.step(next) else {
+                stop(now, because: "the recording could not be read: " + (window.failure ?? "it ended early"), &actions)
+                return
+            }
             switch step.kind {
             case .send:
                 if let peerClosed {
@@ -340,6 +368,11 @@ public struct ReplayRunner {
                     actions.append(.wake(atNanos: due))
                     return
                 }
+                if sentThisTurn == Self.sendsPerTurn {
+                    actions.append(.yield)
+                    return
+                }
+                sentThisTurn += 1
                 guard send(step, now: now, &actions) else { return }
                 complete(step, at: now)
             case .expect:
@@ -353,10 +386,10 @@ public struct ReplayRunner {
                     // on without it and takes it when it comes (within the window).
                     if let i = inbox.firstIndex(where: { WireMessage.type($0.bytes) == step.type }) {
                         let inbound = inbox.remove(at: i)
-                        match(next, inbound, reordered: i == 0 ? nil : "came after messages recorded later", &actions)
+                        match(next, step, inbound, reordered: i == 0 ? nil : "came after messages recorded later", &actions)
                         complete(step, at: inbound.at)
                     } else {
-                        deferred.append(next)
+                        deferred.append((next, step))
                         next += 1
                     }
                     continue
@@ -365,7 +398,7 @@ public struct ReplayRunner {
                 while !matched, !inbox.isEmpty {
                     let inbound = inbox.removeFirst()
                     if WireMessage.type(inbound.bytes) == step.type && !ofAnotherChannel(inbound, than: next) {
-                        match(next, inbound, reordered: nil, &actions)
+                        match(next, step, inbound, reordered: nil, &actions)
                         complete(step, at: inbound.at)
                         matched = true
                     } else if !placeElsewhere(inbound, &actions) && !placeInItsChannel(inbound, &actions) {
@@ -421,8 +454,8 @@ public struct ReplayRunner {
 
     /// Matches the live message `inbound` with step `index` (same type): learns identifiers,
     /// compares through the binding, reports.
-    private mutating func match(_ index: Int, _ inbound: Inbound, reordered: String?, _ actions: inout [RunnerAction]) {
-        let step = segment.steps[index]
+    private mutating func match(_ index: Int, _ step: ReplayStep, _ inbound: Inbound, reordered: String?,
+                                _ actions: inout [RunnerAction]) {
         let recordedObservation = recordedPhases.observe(step.bytes, direction: step.direction)
         if options.bind {
             let learned = binding.learn(recorded: step.bytes, live: inbound.bytes)
@@ -442,48 +475,22 @@ public struct ReplayRunner {
     private mutating func placeElsewhere(_ inbound: Inbound, _ actions: inout [RunnerAction]) -> Bool {
         guard protocolOrder, ReplayOptions.isConnectionScheduled(inbound.bytes) else { return false }
         let type = WireMessage.type(inbound.bytes)
-        if let d = deferred.firstIndex(where: { segment.steps[$0].type == type }) {
-            let index = deferred.remove(at: d)
-            match(index, inbound, reordered: "recorded at step \(firstStepNumber + index), came at step \(firstStepNumber + next)", &actions)
+        if let d = deferred.firstIndex(where: { $0.step.type == type }) {
+            let (index, step) = deferred.remove(at: d)
+            match(index, step, inbound, reordered: "recorded at step \(firstStepNumber + index), came at step \(firstStepNumber + next)", &actions)
             return true
         }
-        let end = min(segment.steps.count, next + 1 + options.orderWindow)
+        let end = min(segment.stepCount, next + 1 + options.orderWindow)
         guard next + 1 < end else { return false }
         for j in (next + 1)..<end where !early.contains(j) {
-            let later = segment.steps[j]
+            guard let later = window.step(j) else { break }
             if later.kind == .expect && later.type == type {
                 early.insert(j)
-                match(j, inbound, reordered: "recorded at step \(firstStepNumber + j), came at step \(firstStepNumber + next)", &actions)
+                match(j, later, inbound, reordered: "recorded at step \(firstStepNumber + j), came at step \(firstStepNumber + next)", &actions)
                 return true
             }
         }
         return false
-    }
-
-    /// Numbers the channels of the recorded steps, following renames (temporary to final id).
-    private static func channels(of steps: [ReplayStep]) -> ([Int?], [ChannelID: Int]) {
-        var tracker = PhaseTracker()
-        var numbers: [ChannelID: Int] = [:]
-        var perStep: [Int?] = []
-        perStep.reserveCapacity(steps.count)
-        for step in steps {
-            guard !step.bytes.isEmpty else {
-                perStep.append(nil)
-                continue
-            }
-            let seen = tracker.observe(step.bytes, direction: step.direction)
-            if let renamed = seen.changes.first(where: { $0.renamedFrom != nil }), let final = renamed.channel,
-               let number = numbers[renamed.renamedFrom!] {
-                numbers[final] = number
-            }
-            guard let id = seen.channel, !id.isZero else {
-                perStep.append(nil)
-                continue
-            }
-            if numbers[id] == nil { numbers[id] = numbers.count }
-            perStep.append(numbers[id])
-        }
-        return (perStep, numbers)
     }
 
     /// The recorded channel number of a live message: through the binding, or its id as it is.
@@ -494,8 +501,8 @@ public struct ReplayRunner {
 
     /// Under `protocol` order, whether a live message belongs to a known channel other than step
     /// `index`'s (then it is not that step's message, whatever its type).
-    private func ofAnotherChannel(_ inbound: Inbound, than index: Int) -> Bool {
-        guard protocolOrder, index < channelOfStep.count, let awaited = channelOfStep[index],
+    private mutating func ofAnotherChannel(_ inbound: Inbound, than index: Int) -> Bool {
+        guard protocolOrder, let awaited = window.channel(index),
               let channel = channelNumber(of: inbound) else { return false }
         return channel != awaited
     }
@@ -505,16 +512,16 @@ public struct ReplayRunner {
     /// step is of its type, within the window, and nothing orders it after the awaited step (a
     /// message lnrr still has to send on that channel, or a message of the whole connection).
     private mutating func placeInItsChannel(_ inbound: Inbound, _ actions: inout [RunnerAction]) -> Bool {
-        guard protocolOrder, next < channelOfStep.count, let awaited = channelOfStep[next],
+        guard protocolOrder, let awaited = window.channel(next),
               let channel = channelNumber(of: inbound), channel != awaited else { return false }
         let type = WireMessage.type(inbound.bytes)
-        let end = min(segment.steps.count, next + 1 + options.orderWindow)
+        let end = min(segment.stepCount, next + 1 + options.orderWindow)
         var j = next + 1
         while j < end {
             defer { j += 1 }
             if early.contains(j) { continue }
-            let step = segment.steps[j]
-            let owner = channelOfStep[j]
+            guard let step = window.step(j) else { return false }
+            let owner = window.channel(j)
             switch step.kind {
             case .send:
                 if owner == nil || owner == channel { return false }
@@ -524,7 +531,7 @@ public struct ReplayRunner {
                 guard owner == channel else { continue }
                 guard step.type == type else { return false }
                 early.insert(j)
-                match(j, inbound, reordered: "recorded at step \(firstStepNumber + j) after other channels' messages, came at step \(firstStepNumber + next)", &actions)
+                match(j, step, inbound, reordered: "recorded at step \(firstStepNumber + j) after other channels' messages, came at step \(firstStepNumber + next)", &actions)
                 return true
             case .expectClose, .close:
                 return false
@@ -535,17 +542,15 @@ public struct ReplayRunner {
 
     /// Deferred steps whose window has passed are missing; the replay goes on.
     private mutating func expireDeferred(_ now: UInt64, _ actions: inout [RunnerAction]) {
-        while let first = deferred.first, next - first > options.orderWindow {
+        while let (first, step) = deferred.first, next - first > options.orderWindow {
             deferred.removeFirst()
-            let step = segment.steps[first]
             report(.missing, step.direction, step.bytes, step, now,
                    "not within \(options.orderWindow) steps of its recorded place", &actions, index: first)
         }
     }
 
     private mutating func reportDeferredMissing(_ now: UInt64, why: String, _ actions: inout [RunnerAction]) {
-        for index in deferred {
-            let step = segment.steps[index]
+        for (index, step) in deferred {
             report(.missing, step.direction, step.bytes, step, now, why, &actions, index: index)
         }
         deferred.removeAll()
@@ -709,7 +714,7 @@ public struct ReplayRunner {
     /// Ends the segment early: the steps left are reported as not run, in one line.
     private mutating func stop(_ now: UInt64, because why: String, _ actions: inout [RunnerAction]) {
         reportDeferredMissing(now, why: "the replay stopped before it came", &actions)
-        let remaining = segment.steps.count - next
+        let remaining = segment.stepCount - next
         if remaining > 0 {
             let first = firstStepNumber + next
             let range = remaining == 1 ? "step \(first)" : "steps \(first)-\(first + remaining - 1)"
@@ -748,4 +753,89 @@ public struct ReplayRunner {
 /// A message type as reports show it: its BOLT name, or its kind and number.
 public func describeType(_ type: UInt16) -> String {
     MessageCatalogue.name(of: type) ?? "\(MessageCatalogue.kind(of: type).rawValue) \(type)"
+}
+
+/// Numbers the channels of recorded steps in order, following renames (temporary to final id):
+/// the same numbers whether the steps are numbered in a pass of their own or as a replay reads them.
+struct ChannelNumbering {
+    private var tracker = PhaseTracker()
+    private(set) var numbers: [ChannelID: Int] = [:]
+
+    /// The channel of `step` (a number per channel, its temporary and final ids alike); nil for
+    /// messages of the connection as a whole and for the close steps.
+    mutating func number(_ step: ReplayStep) -> Int? {
+        guard !step.bytes.isEmpty else { return nil }
+        let seen = tracker.observe(step.bytes, direction: step.direction)
+        if let renamed = seen.changes.first(where: { $0.renamedFrom != nil }), let final = renamed.channel,
+           let number = numbers[renamed.renamedFrom!] {
+            numbers[final] = number
+        }
+        guard let id = seen.channel, !id.isZero else { return nil }
+        if numbers[id] == nil { numbers[id] = numbers.count }
+        return numbers[id]
+    }
+}
+
+/// The steps a runner may look at: from the oldest one still deferred (or the current one) to as
+/// far ahead as it has looked (at most `orderWindow` past the current step), read from the
+/// segment's stream when first asked for and forgotten once behind. This is what keeps a replay's
+/// memory independent of the recording's size.
+struct StepWindow {
+    private var stream: ReplayStepStream?
+    private var numbering: ChannelNumbering?
+    /// The step numbered `base` is `held[head]`.
+    private var held: [(step: ReplayStep, channel: Int?)] = []
+    private var head = 0
+    private var base = 0
+    /// Why steps could not be read, once they could not.
+    private(set) var failure: String?
+
+    init(segment: ReplaySegment, numbersChannels: Bool, failure: String?) {
+        self.failure = failure
+        numbering = numbersChannels ? ChannelNumbering() : nil
+        guard failure == nil else { return }
+        do { stream = try segment.makeStepStream() } catch { self.failure = "\(error)" }
+    }
+
+    /// Step `index` (not below the last `drop`), or nil when the recording cannot give it.
+    mutating func step(_ index: Int) -> ReplayStep? {
+        fill(through: index) ? held[head + index - base].step : nil
+    }
+
+    /// The channel number of step `index` (`protocol` order), nil for the whole connection.
+    mutating func channel(_ index: Int) -> Int? {
+        fill(through: index) ? held[head + index - base].channel : nil
+    }
+
+    /// Forgets the steps before `index`.
+    mutating func drop(below index: Int) {
+        guard index > base else { return }
+        let gone = min(index - base, held.count - head)
+        head += gone
+        base += gone
+        // Compact now and then, so that the array holds about the window and never the session.
+        if head >= 64 && head * 2 >= held.count {
+            held.removeFirst(head)
+            head = 0
+        }
+    }
+
+    private mutating func fill(through index: Int) -> Bool {
+        precondition(index >= base, "a replay step is asked for after it was dropped")
+        while base + held.count - head <= index {
+            guard let stream else { return false }
+            do {
+                guard let step = try stream.next() else {
+                    self.stream = nil
+                    return false
+                }
+                held.append((step, numbering?.number(step)))
+            } catch {
+                failure = "\(error)"
+                self.stream = nil
+                return false
+            }
+        }
+        return true
+    }
 }

@@ -17,9 +17,11 @@ public enum TestExport {
     ///
     /// - `matcher`: the match mode and the fields `fields` mode leaves out;
     /// - `ignore`: types neither sent nor expected (pings are answered);
-    /// - `command`: how the file was made, for its docstring.
+    /// - `command`: how the file was made, for its docstring;
+    /// - `write`: takes the text a piece at a time (about 64 KiB), as the steps are read from the
+    ///   recordings, so memory does not grow with them.
     public static func pytest(segments: [ReplaySegment], side: Side, matcher: MessageMatcher, ignore: TypeFilter,
-                              command: String) -> String {
+                              command: String, write: (String) throws -> Void) throws {
         var out = "\"\"\"Replay of side \(side.rawValue) of a recorded Lightning session against a live node, as a pytest.\n\n"
         for segment in segments {
             out += "Recording \(segment.path)"
@@ -65,7 +67,7 @@ public enum TestExport {
         out += "MATCH = \(pythonString(matcher.mode.rawValue))\n"
         out += "IGNORED_FIELDS = {" + ignoredFields.map(pythonString).joined(separator: ", ") + "}\n"
         out += "IGNORED_TYPES = [" + ignore.ranges.map { "(\($0.lowerBound), \($0.upperBound))" }.joined(separator: ", ") + "]\n"
-        let used = Set(segments.flatMap { $0.steps.compactMap(\.type) })
+        let used = segments.reduce(into: Set<UInt16>()) { $0.formUnion($1.stepTypes) }
         out += "# Where each message type carries a channel id (offsets count the 2-byte type), from the BOLT CSVs.\n"
         out += "ID_SLOTS = {" + used.sorted().compactMap { type -> String? in
             let slots = IdentifierBinding.slots(of: type)
@@ -78,8 +80,13 @@ public enum TestExport {
         for segment in segments {
             out += "    [  # \(segment.path)\n"
             var phases = PhaseTracker()
-            for step in segment.steps {
+            let steps = try segment.makeStepStream()
+            while let step = try steps.next() {
                 defer { number += 1 }
+                if out.utf8.count >= 64 * 1024 {
+                    try write(out)
+                    out = ""
+                }
                 let name = step.type.map(describeType) ?? (step.kind == .close ? "(close)" : "(the live node closes)")
                 if step.type != nil {
                     let seen = phases.observe(step.bytes, direction: step.direction)
@@ -98,7 +105,7 @@ public enum TestExport {
             out += "    ],\n"
         }
         out += "]\n"
-        return out
+        try write(out)
     }
 
     private static func pythonString(_ s: String) -> String {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import LNFileIO
 
 /// Node key files: 64 hex characters and a newline, owner-only.
 ///
@@ -24,8 +25,7 @@ public enum KeyFile {
         var buffer = [UInt8](repeating: 0, count: 4096)
         var length = 0
         while length < buffer.count {
-            let n = buffer.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress! + length, $0.count - length) }
-            if n < 0 && errno == EINTR { continue }
+            let n = buffer.withUnsafeMutableBytes { FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[length...])) }
             guard n >= 0 else { throw KeyFileError.cannotOpen(path, errnoText()) }
             if n == 0 { break }
             length += n
@@ -52,12 +52,8 @@ public enum KeyFile {
         // The mode passed to open is filtered by the umask; make sure it is exactly 0600.
         fchmod(fd, 0o600)
         let line = Array((secret.hexForKeyFile + "\n").utf8)
-        var written = 0
-        while written < line.count {
-            let n = line.withUnsafeBytes { systemWrite(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw KeyFileError.cannotCreate(path, errnoText()) }
-            written += n
+        if let failed = line.withUnsafeBytes({ FileIO.writeAll(fd, $0) }).errno {
+            throw KeyFileError.cannotCreate(path, String(cString: strerror(failed)))
         }
         guard fsync(fd) == 0 else { throw KeyFileError.cannotCreate(path, errnoText()) }
     }
@@ -85,24 +81,4 @@ public enum KeyFileError: Error, Equatable, CustomStringConvertible {
         case .cannotCreate(let path, let why): return "cannot create key file \(path): \(why)"
         }
     }
-}
-
-// The C library's read(2) and write(2) under names apart from KeyFile.read/write, from Glibc on Linux
-// (the only platform lnrr is built and tested on) or Darwin.
-@inline(__always)
-private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    Glibc.read(fd, buffer, count)
-    #else
-    Darwin.read(fd, buffer, count)
-    #endif
-}
-
-@inline(__always)
-private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    Glibc.write(fd, buffer, count)
-    #else
-    Darwin.write(fd, buffer, count)
-    #endif
 }

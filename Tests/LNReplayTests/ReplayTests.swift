@@ -46,11 +46,13 @@ struct ReplayPlanTests {
     @Test("playing a: sends what b received, expects what b sent, expects b's close")
     func sideA() throws {
         let segment = try ReplayPlan.segment(path: try writeRecording(), side: .a, ignore: .default)
-        let steps = segment.steps.map { ($0.kind, $0.recordIndex) }
+        let all = try segment.allSteps()
+        let steps = all.map { ($0.kind, $0.recordIndex) }
         #expect(steps.map(\.0) == [.send, .expect, .send, .send, .send, .send, .expect, .expectClose])
         #expect(steps.map(\.1) == [0, 1, 3, 3, 5, 6, 8, nil])
-        #expect(segment.steps[3].note == "duplicate")
-        #expect(segment.steps[4].bytes == [0x80, 0x03, 3])
+        #expect(all[3].note == "duplicate")
+        #expect(all[4].bytes == [0x80, 0x03, 3])
+        #expect(segment.stepCount == all.count)
         #expect(segment.ignoredMessages == 1)
         #expect(!segment.truncated)
     }
@@ -58,16 +60,19 @@ struct ReplayPlanTests {
     @Test("playing b: the mirror image; a's recorded messages are expected whatever rules did to them")
     func sideB() throws {
         let segment = try ReplayPlan.segment(path: try writeRecording(), side: .b, ignore: .default)
-        #expect(segment.steps.map(\.kind) == [.expect, .send, .expect, .expect, .expect, .send, .expect, .close])
-        #expect(segment.steps.map(\.recordIndex) == [0, 1, 2, 3, 4, 7, 9, nil])
+        let steps = try segment.allSteps()
+        #expect(steps.map(\.kind) == [.expect, .send, .expect, .expect, .expect, .send, .expect, .close])
+        #expect(steps.map(\.recordIndex) == [0, 1, 2, 3, 4, 7, 9, nil])
+        #expect(segment.stepCount == steps.count)
     }
 
     @Test("a recording without a close is truncated and ends with lnrr closing")
     func truncated() throws {
         let segment = try ReplayPlan.segment(path: try writeRecording(close: nil), side: .a, ignore: TypeFilter([]))
         #expect(segment.truncated)
-        #expect(segment.steps.last?.kind == .close)
-        #expect(segment.steps.contains { $0.recordIndex == 10 })   // nothing ignored: the ping is sent
+        let steps = try segment.allSteps()
+        #expect(steps.last?.kind == .close)
+        #expect(steps.contains { $0.recordIndex == 10 })   // nothing ignored: the ping is sent
     }
 
     @Test("offline puts the replay's own messages through the rules: injected records too, as a live replay sends them")
@@ -81,6 +86,79 @@ struct ReplayPlanTests {
         // Playing b, a's injection is not b's own message and does not go through the rules.
         let (asB, _) = try OfflineReplay.run(path: path, rules: set, side: .b)
         #expect(asB.allSatisfy { $0.actions.isEmpty })
+    }
+
+    /// A recording of `count` custom messages a->b; a hook drops `dropped` (its verdict written
+    /// after every message, as late as a file can have it).
+    private func longRecording(count: Int, dropped: Int?) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lnrr-replay-\(UUID().uuidString)").path
+        let metadata = SessionMetadata(lnrrVersion: "test", sessionID: 1, startedNanos: 1_000_000_000,
+                                       nodeA: "02" + String(repeating: "ab", count: 32), nodeB: "03" + String(repeating: "cd", count: 32),
+                                       listen: "127.0.0.1:9735", upstream: "x@127.0.0.1:9736", transparent: true, syncMode: .batch)
+        let writer = try RecordingWriter(directory: dir, metadata: metadata, sync: .batch)
+        for i in 0..<count {
+            writer.message([0x80, 0x01, UInt8(i & 0xff), UInt8(i >> 8)], direction: .aToB, timestampNanos: 1_000_000_000 + UInt64(i))
+        }
+        if let dropped {
+            writer.event(RecordingEvent(name: "hook", fields: ["direction": .string("a->b"), "message": .int(dropped), "result": .string("drop")]),
+                         timestampNanos: 2_000_000_000)
+        }
+        writer.event(RecordingEvent(name: "close", fields: ["by": .string("a"), "reason": .string("eof")]), timestampNanos: 2_000_000_001)
+        try writer.close()
+        return writer.path
+    }
+
+    @Test("a hook verdict about a message older than the plan remembers still takes it out (a second pass)")
+    func lateVerdict() throws {
+        let count = ReplayPlan.recentMessages + 10
+        for dropped in [0, count - 1] {   // forgotten by the first pass, and still remembered
+            let segment = try ReplayPlan.segment(path: try longRecording(count: count, dropped: dropped), side: .a, ignore: .default)
+            let steps = try segment.allSteps()
+            #expect(segment.stepCount == count)   // count - 1 sends and the close
+            #expect(steps.count == count)
+            #expect(!steps.contains { $0.recordIndex == dropped })
+            #expect(steps.compactMap(\.recordIndex) == Array(0..<count).filter { $0 != dropped })
+        }
+    }
+
+    @Test("a recording changed under a replay is an error, not a different replay")
+    func changedUnderneath() throws {
+        let path = try longRecording(count: 100, dropped: nil)
+        let segment = try ReplayPlan.segment(path: path, side: .a, ignore: .default)
+        #expect(segment.stepCount == 101)
+        let shorter = try longRecording(count: 50, dropped: nil)
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.copyItem(atPath: shorter, toPath: path)
+        #expect(throws: ReplayError.self) { try segment.allSteps() }
+    }
+
+    @Test("a runner plays a segment read from its file, step by step, as from an array")
+    func runnerStreamsFromTheFile() throws {
+        let path = try longRecording(count: 300, dropped: 7)
+        let fromFile = try ReplayPlan.segment(path: path, side: .a, ignore: .default)
+        let inMemory = ReplaySegment(path: path, metadata: fromFile.metadata, steps: try fromFile.allSteps(), problems: [],
+                                     ignoredMessages: 0, hasClose: true, endNanos: fromFile.endNanos, recordedMessages: 300)
+        func play(_ segment: ReplaySegment) -> [RunnerAction] {
+            let options = ReplayOptions(side: .a, matcher: MessageMatcher(mode: .type), timing: .fast, timeoutNanos: 1_000_000_000,
+                                        ignore: .default, rules: nil, orderWindow: 4)
+            var runner = ReplayRunner(segment: segment, segmentIndex: 0, firstStepNumber: 1, options: options)
+            var turn = runner.start(now: 1)
+            var actions = turn
+            var now: UInt64 = 1
+            // A turn sends at most sendsPerTurn messages, then yields until the connection takes them.
+            while turn.last == .yield {
+                #expect(turn.filter { if case .send = $0 { true } else { false } }.count == ReplayRunner.sendsPerTurn)
+                now += 1
+                turn = runner.tick(now: now)
+                actions += turn
+            }
+            return actions + runner.connectionClosed(now: now + 1)
+        }
+        let streamed = play(fromFile)
+        #expect(streamed == play(inMemory))
+        #expect(streamed.filter { if case .send = $0 { true } else { false } }.count == 299)
+        #expect(streamed.filter { $0 == .yield }.count == 299 / ReplayRunner.sendsPerTurn)
+        #expect(streamed.last == .finished)
     }
 
     @Test("--ignore parses names, numbers, ranges and words, and suggests names")

@@ -1,3 +1,4 @@
+import Foundation
 import LNWire
 import XCTest
 
@@ -26,5 +27,23 @@ final class JSONValueTests: XCTestCase {
         // A lone half cannot be a scalar: replaced, and what follows is kept.
         XCTAssertEqual(try JSONValue.parse(#""\ud83dA""#), .string("\u{FFFD}A"))
         XCTAssertEqual(try JSONValue.parse(#""\ud83d\u0041""#), .string("\u{FFFD}A"))
+    }
+
+    /// Strings that need no escape are appended whole; the rest escape `"`, `\` and control
+    /// characters (RFC 8259 section 7). Foundation's parser, another implementation, reads both back.
+    func testWriteStringEscapesOnlyWhatJSONRequires() throws {
+        let cases: [(String, String)] = [
+            ("0102abcdef", #""0102abcdef""#),
+            ("caf\u{E9} \u{1F600}", "\"caf\u{E9} \u{1F600}\""),
+            ("a\"b\\c", #""a\"b\\c""#),
+            ("line\nnext\t\u{01}", #""line\nnext\t\u0001""#),
+        ]
+        for (value, expected) in cases {
+            var out = ""
+            JSONValue.writeString(value, into: &out)
+            XCTAssertEqual(out, expected)
+            let decoded = try JSONSerialization.jsonObject(with: Data("[\(out)]".utf8)) as? [String]
+            XCTAssertEqual(decoded, [value])
+        }
     }
 }

@@ -154,7 +154,7 @@ def peak_rss_kib(*args) -> int:
     return int(rss)
 
 
-def test_show_and_list_stream_a_large_recording(lnrr, tmp_path):
+def test_show_list_replay_and_export_stream_a_large_recording(lnrr, tmp_path):
     big = tmp_path / "rec" / "big.pcapng"
     big.parent.mkdir()
     block = b"".join(packet(msg(32769, bytes(1000)), "a->b", i + 1, i) for i in range(2000))
@@ -170,10 +170,45 @@ def test_show_and_list_stream_a_large_recording(lnrr, tmp_path):
         f.write(event({"event": "close", "reason": "eof"}, seq))
     size_mib = big.stat().st_size // (1 << 20)
     assert size_mib > 200
-    # replay --offline builds a replay plan of the whole session (LNReplay): not streamed yet.
-    for args in (["show", "--json", big], ["list", big.parent]):
+    # replay --offline and export stream the replay plan too (a ~500 MB test file, written as made).
+    for args in (["show", "--json", big], ["list", big.parent], ["replay", "--offline", big],
+                 ["export", big, "--as", "a"]):
         rss = peak_rss_kib(lnrr, *args)
         assert rss < 64 * 1024, f"{args[0]}: peak RSS {rss} KiB for a {size_mib} MiB file"
+
+
+def test_a_fast_live_replay_delivers_every_message_in_bounded_memory(lnrr, keys, tmp_path):
+    """`lnrr replay --timing fast` of 30,000 messages (30 MB) into a pyln-proto node that counts them:
+    every one arrives before lnrr closes, and lnrr's peak RSS stays under 64 MiB (it sends a turn at
+    a time as the socket takes them, instead of queueing the whole recording)."""
+    n = 30000
+    rec = tmp_path / "fast.pcapng"
+    with open(rec, "wb") as f:
+        f.write(header())
+        for start in range(0, n, 2000):
+            f.write(b"".join(packet(msg(32769, struct.pack(">I", i) + bytes(996)), "a->b", i + 1, i)
+                             for i in range(start, start + 2000)))
+        f.write(event({"event": "close", "reason": "eof"}, n))
+    node = UpstreamNode(keys("b"))
+    received = []
+
+    def drain():
+        conn = node.wait_connection(timeout=60)
+        try:
+            while True:
+                received.append(conn.read_message())
+        except Exception:
+            pass  # lnrr closed the connection
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    rss = peak_rss_kib(lnrr, "replay", rec, "--as", "a", "--connect", node.address, "--key", keys("a").path,
+                       "--timing", "fast", "--json")
+    reader.join(60)
+    node.close()
+    assert len(received) == n, f"the node received {len(received)} of {n} messages"
+    assert [struct.unpack(">I", m[2:6])[0] for m in received] == list(range(n))
+    assert rss < 64 * 1024, f"replay: peak RSS {rss} KiB for {n} messages"
 
 
 # --- disk full --------------------------------------------------------------------------------------

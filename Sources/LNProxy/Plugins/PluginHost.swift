@@ -378,26 +378,24 @@ public final class PluginHost: MessageHook, @unchecked Sendable {
         for (outcome, answer) in released { answer(outcome) }
     }
 
-    /// The hook's params as JSON text, written directly (this runs for every message).
+    /// The hook's params as JSON text, through lnrr's one JSON writer (`JSONValue`).
     static func params(_ hook: String, _ query: HookQuery) -> String {
-        var text = ""
-        text.reserveCapacity(query.message.count * 2 + 200)
+        let peer: JSONValue = query.peerID.map { .string($0) } ?? .null
+        let payload = JSONValue.string(HexString.encode(query.message))
+        let value: JSONValue
         if hook == "custommsg" {
             // Exactly Core Lightning's parameters.
-            text += "{\"peer_id\":"
+            value = .object([("peer_id", peer), ("payload", payload)])
         } else {
-            text += "{\"session\":\(query.session),\"direction\":\"\(query.direction.rawValue)\",\"peer_id\":"
+            value = .object([
+                ("session", .int(query.session)), ("direction", .string(query.direction.rawValue)), ("peer_id", peer),
+                ("phase", .string(query.phase)), ("type", .int(Int(query.type))),
+                ("name", .string(MessageCatalogue.displayName(of: query.type))), ("payload", payload),
+            ])
         }
-        if let peer = query.peerID { JSONValue.writeString(peer, into: &text) } else { text += "null" }
-        if hook != "custommsg" {
-            text += ",\"phase\":"
-            JSONValue.writeString(query.phase, into: &text)
-            text += ",\"type\":\(query.type),\"name\":"
-            JSONValue.writeString(MessageCatalogue.displayName(of: query.type), into: &text)
-        }
-        text += ",\"payload\":\""
-        text += HexString.encode(query.message)
-        text += "\"}"
+        var text = ""
+        text.reserveCapacity(query.message.count * 2 + 200)
+        value.write(into: &text)
         return text
     }
 

@@ -74,6 +74,12 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     /// `\t`, else `\u00xx` lowercase), everything else as is (UTF-8, no `\u` for non-ASCII).
     public static func writeString(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings (hex payloads, names, ids) need no escape: appended whole, not scalar by scalar.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LNFileIO
 import LNWire
 
 /// `lnrr ctl`: the command-line client of `lnrr record --control`.
@@ -141,8 +142,7 @@ struct CtlCommand: ParsableCommand {
                     return line
                 }
                 var chunk = [UInt8](repeating: 0, count: 65536)
-                let n = read(fd, &chunk, chunk.count)
-                if n < 0 && errno == EINTR { continue }
+                let n = chunk.withUnsafeMutableBytes { FileIO.read(fd, into: $0) }
                 guard n > 0 else { return nil }
                 buffer += chunk[..<n]
             }

@@ -73,23 +73,40 @@ struct ExportCommand: ParsableCommand {
         let segments: [ReplaySegment]
         do { segments = try ReplayPlan.segments(paths: files, side: side, ignore: filter) } catch { throw CLIError("\(error)") }
         let command = (["lnrr"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
-        let text: String
-        switch ExportFormat(rawValue: format)! {
-        case .pytest:
-            text = TestExport.pytest(segments: segments, side: side,
-                                     matcher: MessageMatcher(mode: MatchMode(rawValue: match)!, ignoredFields: ignoredFields),
-                                     ignore: filter, command: command)
+        let matcher = MessageMatcher(mode: MatchMode(rawValue: match)!, ignoredFields: ignoredFields)
+        // The text is written as it is made (the steps stream from the recordings): to a file beside
+        // `output`, renamed over it once complete, so a failure leaves no half-written test behind.
+        func export(_ write: (String) throws -> Void) throws {
+            switch ExportFormat(rawValue: format)! {
+            case .pytest:
+                try TestExport.pytest(segments: segments, side: side, matcher: matcher, ignore: filter, command: command, write: write)
+            }
         }
         guard let output else {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            do {
+                try export { FileHandle.standardOutput.write(Data($0.utf8)) }
+            } catch { throw CLIError("\(error)") }
             return
         }
+        let partial = output + ".partial-\(getpid())"
+        guard FileManager.default.createFile(atPath: partial, contents: nil), let file = FileHandle(forWritingAtPath: partial) else {
+            throw CLIError("cannot write \(output): cannot create \(partial): \(String(cString: strerror(errno)))")
+        }
         do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+            try export { try file.write(contentsOf: Data($0.utf8)) }
+            try file.close()
         } catch {
+            try? file.close()
+            unlink(partial)
+            if error is ReplayError { throw CLIError("\(error)") }
             throw CLIError("cannot write \(output): \(error.localizedDescription)")
         }
-        let steps = segments.reduce(0) { $0 + $1.steps.count }
+        guard rename(partial, output) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(partial)
+            throw CLIError("cannot write \(output): \(why)")
+        }
+        let steps = segments.reduce(0) { $0 + $1.stepCount }
         Terminal.standardError.write("wrote \(output): \(steps) steps from \(segments.count) recording\(segments.count == 1 ? "" : "s"), playing \(side.rawValue)")
     }
 }

@@ -170,17 +170,20 @@ struct ReplayCommand: AsyncParsableCommand {
         let segments: [ReplaySegment]
         do { segments = try ReplayPlan.segments(paths: files, side: side, ignore: filter) } catch { throw CLIError("\(error)") }
 
-        let printer = ReplayPrinter(json: json, totalSteps: segments.reduce(0) { $0 + $1.steps.count })
+        let printer = ReplayPrinter(json: json, totalSteps: segments.reduce(0) { $0 + $1.stepCount })
         for segment in segments { notices(for: segment, side: side, secret: secret, printer: printer) }
         let options = ReplayOptions(side: side, matcher: MessageMatcher(mode: MatchMode(rawValue: match)!, ignoredFields: ignoredFields),
                                     timing: timingMode, timeoutNanos: timeout.nanoseconds, ignore: filter, rules: ruleSet,
                                     bind: bind == "on" && !noBind, order: ReplayOrder(rawValue: order)!, orderWindow: orderWindow)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // Only a --report page needs every outcome afterwards; otherwise none is kept (memory stays
+        // bounded however long the replay).
         let outcomes = ReplayOutcomes()
+        let keepOutcomes = report != nil
         let driver = ReplayDriver(options: options, endpoint: endpoint, secret: secret,
                                   connectTimeout: .nanoseconds(Int64(connectTimeout.nanoseconds)), group: group,
                                   onListening: { printer.listening($0, nodeID: secret.nodeID) },
-                                  onReport: { printer.report($0); outcomes.add($0) })
+                                  onReport: { printer.report($0); if keepOutcomes { outcomes.add($0) } })
         var connectionError: Error?
         do { try await driver.run(segments) } catch { connectionError = error }
         try? await group.shutdownGracefully()
@@ -208,14 +211,10 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 
     private func runOffline(_ rules: RuleSet?) throws {
-        let (lines, segment): ([OfflineLine], ReplaySegment)
-        do {
-            (lines, segment) = try OfflineReplay.run(path: files[0], rules: rules, side: side.flatMap(Side.init(rawValue:)) ?? .a,
-                                                     ignore: try TypeFilter.parse(ignore))
-        } catch { throw CLIError("\(error)") }
-        for problem in segment.problems { Terminal.standardError.write("note: \(files[0]): \(problem)") }
-        var acted = 0
-        for line in lines {
+        var acted = 0, count = 0
+        // Lines are printed as the plan makes them: memory stays bounded whatever the recording's size.
+        func printLine(_ line: OfflineLine) {
+            count += 1
             if !line.actions.isEmpty { acted += 1 }
             let type = WireMessage.type(line.bytes)!  // OfflineReplay leaves runts out
             if json {
@@ -234,9 +233,17 @@ struct ReplayCommand: AsyncParsableCommand {
                                               + describeType(type).padding(toLength: 28, withPad: " ", startingAt: 0) + change + actions + note)
             }
         }
-        let summary = "\(lines.count) messages, \(acted) acted on by \(rules == nil ? "no rules (none given)" : "the rules")"
+        do {
+            try OfflineReplay.run(path: files[0], rules: rules, side: side.flatMap(Side.init(rawValue:)) ?? .a,
+                                  ignore: try TypeFilter.parse(ignore),
+                                  start: { segment in
+                                      for problem in segment.problems { Terminal.standardError.write("note: \(files[0]): \(problem)") }
+                                  },
+                                  visit: printLine)
+        } catch { throw CLIError("\(error)") }
+        let summary = "\(count) messages, \(acted) acted on by \(rules == nil ? "no rules (none given)" : "the rules")"
         if json {
-            Terminal.standardOutput.write(JSONLine.render(.object([("messages", .int(lines.count)), ("acted_on", .int(acted))])))
+            Terminal.standardOutput.write(JSONLine.render(.object([("messages", .int(count)), ("acted_on", .int(acted))])))
         } else {
             Terminal.standardOutput.write(summary)
         }

@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import LNFileIO
 
 /// Output helpers: colour only when writing to a terminal and `NO_COLOR` is unset.
 enum Terminal {
@@ -14,15 +15,8 @@ enum Terminal {
         func write(_ text: String, newline: Bool = true) {
             var line = text
             if newline { line += "\n" }
-            var bytes = Array(line.utf8)[...]
-            while !bytes.isEmpty {
-                let n = bytes.withUnsafeBytes { systemWrite(fd, $0.baseAddress, $0.count) }
-                if n <= 0 {
-                    if n < 0 && errno == EINTR { continue }
-                    return
-                }
-                bytes = bytes.dropFirst(n)
-            }
+            // A failed write (a closed pipe) is not worth a second error: the line is lost.
+            _ = line.withUTF8 { FileIO.writeAll(fd, UnsafeRawBufferPointer($0)) }
         }
 
         var isTTY: Bool { isatty(fd) == 1 }
@@ -44,7 +38,3 @@ enum Terminal {
     }
 }
 
-/// The C library's write(2), named apart from `Stream.write` (which would shadow it in there).
-private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
-    write(fd, buffer, count)
-}

@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import LNFileIO
 
 /// The self-contained HTML page of `lnrr view` and `lnrr replay --report`: the template lives in the
 /// binary (an installed lnrr needs no repository), the data is embedded as JSON, and nothing is
@@ -72,12 +73,8 @@ struct PageWriter {
     }
 
     mutating func flush() throws {
-        var done = 0
-        while done < buffer.count {
-            let n = buffer.withUnsafeBytes { systemWrite(fd, $0.baseAddress! + done, $0.count - done) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw CLIError("cannot write the page: \(String(cString: strerror(errno)))") }
-            done += n
+        if let failed = buffer.withUnsafeBytes({ FileIO.writeAll(fd, $0) }).errno {
+            throw CLIError("cannot write the page: \(String(cString: strerror(failed)))")
         }
         buffer.removeAll(keepingCapacity: true)
     }
@@ -507,15 +504,4 @@ window.lnrrLoadMs = performance.now();
 </body>
 </html>
 """#
-}
-
-/// write(2), named apart from the writer's own methods; from Glibc on Linux (the platform lnrr is
-/// built and tested on) or Darwin.
-@inline(__always)
-private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    Glibc.write(fd, buffer, count)
-    #else
-    Darwin.write(fd, buffer, count)
-    #endif
 }
