@@ -5,22 +5,7 @@ import Testing
 /// `at: connect` rules (faults from a connection's first byte) and the slicer's `variation`
 /// (issue #17), in the parser and the engine.
 @Suite("Faults at connect; slicer variation")
-struct ConnectFaultTests {
-    func rules(_ yaml: String) throws -> RuleSet {
-        let (set, diagnostics) = RuleParser.parse(yaml: yaml, file: "t.yaml")
-        guard let set else { throw Failure(diagnostics.map(\.description).joined(separator: "\n")) }
-        return set
-    }
-
-    func problems(_ yaml: String) -> [String] {
-        RuleParser.parse(yaml: yaml, file: "t.yaml").1.map(\.description)
-    }
-
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
-    }
-
+struct ConnectFaultTests: RuleFileTesting {
     @Test("an `at: connect` rule gives its faults to the side its `dir` goes toward (both without `dir`), in file order")
     func connectFaultsBySide() throws {
         let set = try rules("""

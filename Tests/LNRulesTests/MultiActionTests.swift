@@ -4,22 +4,7 @@ import Testing
 
 /// Several effects at one moment (issue #17, part 3) and the fault actions (part 1), at the engine.
 @Suite("Several rules and action lists on one message; fault actions")
-struct MultiActionTests {
-    func rules(_ yaml: String) throws -> RuleSet {
-        let (set, diagnostics) = RuleParser.parse(yaml: yaml, file: "t.yaml")
-        guard let set else { throw Failure(diagnostics.map(\.description).joined(separator: "\n")) }
-        return set
-    }
-
-    func problems(_ yaml: String) -> [String] {
-        RuleParser.parse(yaml: yaml, file: "t.yaml").1.map(\.description)
-    }
-
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
-    }
-
+struct MultiActionTests: RuleFileTesting {
     let shutdown: [UInt8] = [0, 38] + [UInt8](repeating: 0x11, count: 32) + [0, 2, 0xab, 0xcd]
     let custom: [UInt8] = [0x80, 0x01, 0xca, 0xfe]
 
