@@ -63,6 +63,11 @@ public struct RuleParser {
     }
 
     mutating func parseFile() -> RuleSet {
+        if let key = YAMLKeyScreen.firstComplexKey(in: yaml) {
+            diagnostics.append(RuleDiagnostic(file: file, line: key.line, column: key.column, severity: .error,
+                                              message: "a key here is \(key.what); rule files use plain words as keys (`name:`, `match:`, `type:` ...)"))
+            return RuleSet()
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
