@@ -312,32 +312,42 @@ public final class RecordingWriter: @unchecked Sendable {
         #endif
     }
 
-    /// The length of the longest prefix of `bytes` made of whole blocks and at most `limit` long.
-    static func wholeBlocks(_ bytes: [UInt8], upTo limit: Int) -> Int {
-        var at = 0
+    /// Walks the pcapng blocks this writer buffered in `bytes`, from `start`: `body` gets each whole
+    /// block's offset, length and whether it is a message (an Enhanced Packet Block on the messages
+    /// interface), and returns false to stop. The one reader of the writer's own buffers below.
+    private static func forEachBlock(_ bytes: [UInt8], from start: Int = 0,
+                                     _ body: (_ at: Int, _ length: Int, _ isMessage: Bool) -> Bool) {
         bytes.withUnsafeBytes { raw in
-            while at + 8 <= raw.count {
-                let length = Int(raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self).littleEndian)
-                guard length > 0, at + length <= limit else { break }
-                at += length
-            }
-        }
-        return at
-    }
-
-    /// How many message blocks `bytes` holds from `start` (messages that did not reach the file).
-    static func messageBlocks(_ bytes: [UInt8], from start: Int) -> Int {
-        var at = start
-        var count = 0
-        bytes.withUnsafeBytes { raw in
+            var at = start
             while at + 12 <= raw.count {
                 let type = raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian
                 let length = Int(raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self).littleEndian)
                 let interface = raw.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self).littleEndian
-                if type == Pcapng.enhancedPacketType && interface == Pcapng.messagesInterface { count += 1 }
-                guard length > 0 else { break }
+                guard length > 0, at + length <= raw.count else { return }
+                let isMessage = type == Pcapng.enhancedPacketType && interface == Pcapng.messagesInterface
+                guard body(at, length, isMessage) else { return }
                 at += length
             }
+        }
+    }
+
+    /// The length of the longest prefix of `bytes` made of whole blocks and at most `limit` long.
+    static func wholeBlocks(_ bytes: [UInt8], upTo limit: Int) -> Int {
+        var end = 0
+        forEachBlock(bytes) { at, length, _ in
+            guard at + length <= limit else { return false }
+            end = at + length
+            return true
+        }
+        return end
+    }
+
+    /// How many message blocks `bytes` holds from `start` (messages that did not reach the file).
+    static func messageBlocks(_ bytes: [UInt8], from start: Int) -> Int {
+        var count = 0
+        forEachBlock(bytes, from: start) { _, _, isMessage in
+            if isMessage { count += 1 }
+            return true
         }
         return count
     }
@@ -345,18 +355,9 @@ public final class RecordingWriter: @unchecked Sendable {
     /// The event blocks of `bytes`, in order (what is kept of a buffer once writing has failed).
     static func eventBlocks(_ bytes: [UInt8]) -> [UInt8] {
         var kept: [UInt8] = []
-        var at = 0
-        bytes.withUnsafeBytes { raw in
-            while at + 12 <= raw.count {
-                let type = raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian
-                let length = Int(raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self).littleEndian)
-                let interface = raw.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self).littleEndian
-                guard length > 0, at + length <= raw.count else { break }
-                if !(type == Pcapng.enhancedPacketType && interface == Pcapng.messagesInterface) {
-                    kept.append(contentsOf: raw[at..<(at + length)])
-                }
-                at += length
-            }
+        forEachBlock(bytes) { at, length, isMessage in
+            if !isMessage { kept.append(contentsOf: bytes[at..<(at + length)]) }
+            return true
         }
         return kept
     }
