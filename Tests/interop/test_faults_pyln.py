@@ -57,6 +57,17 @@ class Replay:
         return d
 
 
+def expect_rst(conn, timeout: float = 5) -> None:
+    """Reads `conn` (a pyln-proto connection) to its end, which must be an RST (ECONNRESET), not a FIN."""
+    conn.connection.settimeout(timeout)
+    try:
+        while conn.connection.recv(65536):
+            pass
+        raise AssertionError("a FIN, not an RST")
+    except ConnectionResetError as e:
+        assert e.errno == errno.ECONNRESET
+
+
 def test_two_injects_on_one_handover_both_deliver_and_the_close_leaves_idle(lnrr, keys, procs, tmp_path):
     proxy, a, b, _ = session(lnrr, keys, procs, tmp_path, """
 rules:
@@ -206,13 +217,7 @@ rules:
     inits(a, b)
     a.send_message(msg(32769, b"\x01"))
     for conn in (a, b):
-        conn.connection.settimeout(5)
-        try:
-            while conn.connection.recv(65536):
-                pass
-            raise AssertionError("a FIN, not an RST")
-        except ConnectionResetError as e:
-            assert e.errno == errno.ECONNRESET
+        expect_rst(conn)
     time.sleep(0.3)
     proxy.stop()
     [path] = recordings(tmp_path / "rec")
@@ -326,13 +331,7 @@ def test_addfault_and_delfault_on_the_control_socket(lnrr, keys, procs, tmp_path
     time.sleep(0.5)
     a.send_message(msg(32769, b"\x01"))
     for conn in (a, b):
-        conn.connection.settimeout(5)
-        try:
-            while conn.connection.recv(65536):
-                pass
-            raise AssertionError("a FIN, not an RST")
-        except ConnectionResetError:
-            pass
+        expect_rst(conn)
     time.sleep(0.3)
     proxy.stop()
     [path] = recordings(tmp_path / "rec")
