@@ -29,24 +29,13 @@ func latencies(viaProxy: Bool, rate: Int, count: Int) async throws -> [Double] {
     let a = NodeSecret.random(), b = NodeSecret.random()
     let sink = LatencySink(group.next().makePromise())
     sink.expected = count
-    let bServer = try await ServerBootstrap(group: group)
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: b), sink])
-            }
-        }
-        .bind(host: "127.0.0.1", port: 0).get()
+    let bServer = try await listenAsNodeB(group: group, secret: b) { sink }
     var port = bServer.localAddress!.port!
     var proxy: ProxyServer?
     let directory = NSTemporaryDirectory() + "lnrr-bench-lat-\(getpid())"
     if viaProxy {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .error
-        let route = ProxyRoute(listen: try HostPort(parsing: "127.0.0.1:0"), upstream: PeerAddress(nodeID: b.nodeID, host: "127.0.0.1", port: port))
-        proxy = try ProxyServer(configuration: ProxyConfiguration(routes: [route], recordingDirectory: directory, lnrrVersion: "bench"),
-                                keyring: Keyring([a, b]), proxyIdentity: NodeSecret.random(), group: group, logger: logger)
-        port = try await proxy!.start()[0].port!
+        let started = try await startBenchProxy(group: group, a: a, b: b, upstreamPort: port, recordingDirectory: directory)
+        (proxy, port) = (started.0, started.1)
     }
     let client = try await ClientBootstrap(group: group)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)

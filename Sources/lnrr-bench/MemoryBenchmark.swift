@@ -31,13 +31,7 @@ func memoryBenchmarks() async throws {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let sink = Sink()
     sink.done = group.next().makePromise()
-    let bServer = try await ServerBootstrap(group: group)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: b), Sink()])
-            }
-        }
-        .bind(host: "127.0.0.1", port: 0).get()
+    let bServer = try await listenAsNodeB(group: group, secret: b) { Sink() }
     let listenPort = 20000 + Int(getpid() % 20000)
     let proxy = Process()
     proxy.executableURL = URL(fileURLWithPath: lnrr)

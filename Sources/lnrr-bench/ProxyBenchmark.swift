@@ -28,25 +28,12 @@ func throughput(viaProxy: Bool, recordingDirectory: String?, messages: Int, size
     let sink = Sink()
     sink.expected = messages
     sink.done = group.next().makePromise()
-    let bServer = try await ServerBootstrap(group: group)
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: b), sink])
-            }
-        }
-        .bind(host: "127.0.0.1", port: 0).get()
+    let bServer = try await listenAsNodeB(group: group, secret: b) { sink }
     var port = bServer.localAddress!.port!
     var proxy: ProxyServer?
     if viaProxy {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .error
-        let route = ProxyRoute(listen: try HostPort(parsing: "127.0.0.1:0"), upstream: PeerAddress(nodeID: b.nodeID, host: "127.0.0.1", port: port))
-        var configuration = ProxyConfiguration(routes: [route], recordingDirectory: recordingDirectory, lnrrVersion: "bench")
-        configuration.messageHook = hook
-        proxy = try ProxyServer(configuration: configuration,
-                                keyring: Keyring([a, b]), proxyIdentity: NodeSecret.random(), group: group, logger: logger)
-        port = try await proxy!.start()[0].port!
+        let started = try await startBenchProxy(group: group, a: a, b: b, upstreamPort: port, recordingDirectory: recordingDirectory, hook: hook)
+        (proxy, port) = (started.0, started.1)
     }
     let handshake = group.next().makePromise(of: Void.self)
     final class Ready: ChannelInboundHandler, @unchecked Sendable {

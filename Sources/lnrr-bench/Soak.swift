@@ -97,14 +97,7 @@ private func soak(lnrr: String, recording: Bool, concurrent: Int, churn: Int, pr
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let counter = SoakCounter()
-    let bServer = try await ServerBootstrap(group: group)
-        .serverChannelOption(.backlog, value: 1024)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([BOLT8Handler(role: .responder, localSecret: b), SoakSink(counter)])
-            }
-        }
-        .bind(host: "127.0.0.1", port: 0).get()
+    let bServer = try await listenAsNodeB(group: group, secret: b, backlog: 1024) { SoakSink(counter) }
     // A port free now: bound and released by the kernel's choice.
     let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
     let listenPort = probe.localAddress!.port!
