@@ -5,8 +5,9 @@ import CCRC32
 ///
 /// It runs once per recorded message on the relay's event loop, so it is written for that path.
 /// From 64 bytes on, where the CPU has PCLMULQDQ, whole 16-byte blocks are folded by carry-less
-/// multiplication (`CCRC32`, several bytes per cycle); the rest, and CPUs without it, use
-/// slicing-by-16 tables reached through one pointer (no array retains or closures per call).
+/// multiplication (`CCRC32`); the rest, and CPUs without it, use slicing-by-16 tables reached
+/// through one pointer (no array retains or closures per call). Measured on a 2.6 GHz x86-64 core:
+/// about 10 GB/s for 256-byte messages folded, 3.5 GB/s by the tables (docs/performance.md).
 public enum CRC32 {
     /// Whether `lnrr_crc32_fold` may be used on this CPU (asked once).
     static let folds = lnrr_crc32_fold_available() != 0
