@@ -9,8 +9,9 @@
 ///
 /// The scan follows just enough of YAML's syntax to know where a node starts: line starts, after
 /// `- `, `: `, and, inside flow collections, after `{`, `[` and `,`; quoted scalars, block scalars
-/// (`|`, `>`) and comments are skipped. It is conservative: what it refuses is never a valid rule
-/// file.
+/// (`|`, `>`) and comments are skipped. It does not follow multi-line plain scalars, so a valid
+/// file whose plain text continues on a line starting with `? ` would be refused too (quote such
+/// text); every file it lets through has only scalar keys.
 enum YAMLKeyScreen {
     struct Finding: Equatable {
         var line: Int
