@@ -11,7 +11,8 @@
 /// `- `, `: `, and, inside flow collections, after `{`, `[` and `,`; quoted scalars, block scalars
 /// (`|`, `>`) and comments are skipped. It does not follow multi-line plain scalars, so a valid
 /// file whose plain text continues on a line starting with `? ` would be refused too (quote such
-/// text); every file it lets through has only scalar keys.
+/// text). The three ways YAML spells a collection key (`? `, a flow collection, an alias) are
+/// each tested in RuleDiagnosticsTests.
 enum YAMLKeyScreen {
     struct Finding: Equatable {
         var line: Int
