@@ -86,16 +86,20 @@ def test_peer_storage_at_a_random_point_matches_20_of_20(tmp_path):
         assert storage["result"] in ("matched", "reordered"), storage
         reordered += storage["result"] == "reordered"
         assert fundee["end"]["result"] == "closed", fundee
-    # The node picks one of nine points: most runs put it elsewhere than the recording did.
-    assert reordered >= 10, reordered
+    # The node picks one of nine points; about 73 % of runs put it where strict order diverges
+    # (29 of 40 measured), so 20 runs reorder about 14 times: at least 6 fails by chance about once
+    # in 70,000 runs, while a replay that ignored the point would reorder none.
+    assert reordered >= 6, reordered
 
     # Today's behaviour, on request: the same traffic diverges in strict order.
+    # Ten runs, at least two diverging: with ~73 % diverging per run this fails by chance about
+    # once in 15,000 (five runs needing three failed about one time in eight).
     diverged = 0
-    for n in range(5):
+    for n in range(10):
         code, report, _ = scenario.replay(path, tmp_path / "keys", ["--timing", "fast", "--timeout", "1500", "--order", "strict"],
                                           ["--peer-storage"])
         if code == 1:
             diverged += 1
             # Either peer_storage came while another message was awaited, or the reverse.
             assert "peer_storage" in report[-1]["first_divergence"], report[-1]
-    assert diverged >= 3, diverged
+    assert diverged >= 2, diverged
